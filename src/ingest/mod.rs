@@ -1,0 +1,181 @@
+//! The single writer of the graph, and the handle readers share.
+//!
+//! Sources send [`Event`]s through a bounded channel. One named thread (`astrolabe-ingest`)
+//! blocks for an event, drains what else is queued, and applies the batch under the graph's
+//! write lock, releasing the lock after at most [`MAX_HOLD`] of work so that readers never wait
+//! longer than that. Readers take the read lock for the duration of one query: they always see a
+//! state between two changes, never half of one.
+//!
+//! Nothing but this thread obtains `&mut Graph` (the graph sits in a private field behind the
+//! lock, and the only write path is [`Writer`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::{RwLock, RwLockReadGuard};
+
+use crate::graph::{Change, Graph};
+
+/// The longest the writer holds the write lock before letting readers in.
+pub const MAX_HOLD: Duration = Duration::from_millis(2);
+
+/// How many events the channel buffers before senders wait.
+pub const CHANNEL_CAPACITY: usize = 16 * 1024;
+
+/// What a source sends.
+#[derive(Debug)]
+pub enum Event {
+    /// A change to apply.
+    Change(Change),
+    /// The source's first full load has been sent: once everything before this event is
+    /// applied, the graph is ready.
+    Synced,
+}
+
+/// Counters about the writer's work, readable without the graph lock.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Changes applied that modified the graph.
+    pub applied: AtomicU64,
+    /// Batches applied.
+    pub batches: AtomicU64,
+    /// Unix time in milliseconds of the last applied change (0 before any).
+    pub last_applied_ms: AtomicU64,
+    /// Whether the source's first full load has been applied.
+    pub synced: AtomicBool,
+}
+
+struct Shared {
+    graph: RwLock<Graph>,
+    stats: IngestStats,
+}
+
+/// A cheap, cloneable read handle on the graph.
+#[derive(Clone)]
+pub struct GraphHandle(Arc<Shared>);
+
+impl GraphHandle {
+    /// A read guard: a consistent view for as long as it is held. Hold it for one query only;
+    /// the writer waits for it.
+    pub fn read(&self) -> RwLockReadGuard<'_, Graph> {
+        self.0.graph.read()
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &IngestStats {
+        &self.0.stats
+    }
+
+    /// Whether the source's first full load has been applied.
+    pub fn is_synced(&self) -> bool {
+        self.0.stats.synced.load(Ordering::Acquire)
+    }
+}
+
+/// The sending side for sources. Cloneable; the writer stops when every sender is dropped.
+#[derive(Clone)]
+pub struct EventSender(Sender<Event>);
+
+impl EventSender {
+    /// Sends an event, waiting while the channel is full. Returns `false` when the writer has
+    /// stopped.
+    pub fn send(&self, event: Event) -> bool {
+        self.0.send(event).is_ok()
+    }
+
+    /// Sends a change.
+    pub fn change(&self, change: Change) -> bool {
+        self.send(Event::Change(change))
+    }
+
+    /// Sends without waiting; gives the event back when the channel is full.
+    pub fn try_send(&self, event: Event) -> Result<(), Event> {
+        self.0.try_send(event).map_err(|e| match e {
+            TrySendError::Full(ev) | TrySendError::Disconnected(ev) => ev,
+        })
+    }
+}
+
+/// The writer thread.
+pub struct Writer {
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Waits until every sender is dropped and every queued event is applied.
+    pub fn join(self) {
+        if let Err(panic) = self.thread.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Starts the writer thread over an empty graph.
+pub fn start() -> (GraphHandle, EventSender, Writer) {
+    start_with(Graph::new())
+}
+
+/// Starts the writer thread over `graph` (for example one restored from a snapshot).
+pub fn start_with(graph: Graph) -> (GraphHandle, EventSender, Writer) {
+    let shared = Arc::new(Shared {
+        graph: RwLock::new(graph),
+        stats: IngestStats::default(),
+    });
+    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
+    let handle = GraphHandle(shared.clone());
+    let thread = std::thread::Builder::new()
+        .name("astrolabe-ingest".into())
+        .spawn(move || run(&shared, &rx))
+        .expect("spawning the ingest thread");
+    (handle, EventSender(tx), Writer { thread })
+}
+
+fn run(shared: &Shared, rx: &Receiver<Event>) {
+    let mut pending: Option<Event> = None;
+    loop {
+        let first = match pending.take() {
+            Some(ev) => ev,
+            None => match rx.recv() {
+                Ok(ev) => ev,
+                Err(_) => return,
+            },
+        };
+        let mut graph = shared.graph.write();
+        let started = Instant::now();
+        let (mut seen, mut applied) = (0u64, 0u64);
+        let mut synced = false;
+        let mut next = Some(first);
+        while let Some(ev) = next.take() {
+            match ev {
+                Event::Change(c) => applied += u64::from(graph.apply(c)),
+                Event::Synced => synced = true,
+            }
+            seen += 1;
+            // Check the clock every few events: reading it costs about as much as a small change.
+            if seen % 16 == 0 && started.elapsed() >= MAX_HOLD {
+                pending = rx.try_recv().ok();
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        drop(graph);
+        let stats = &shared.stats;
+        stats.applied.fetch_add(applied, Ordering::Relaxed);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        if applied > 0 {
+            stats.last_applied_ms.store(unix_ms(), Ordering::Relaxed);
+        }
+        if synced {
+            stats.synced.store(true, Ordering::Release);
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

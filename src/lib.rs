@@ -1,0 +1,26 @@
+//! Astrolabe: a Kubernetes state server.
+//!
+//! It keeps a live graph of a cluster's objects and their relationships and answers questions
+//! about it. Data flows one way:
+//!
+//! ```text
+//! sources ──(Change)──▶ ingest (the single writer) ──▶ graph ◀── readers (cli, api)
+//!                                                        │
+//!                                            relations (pure rules)
+//! ```
+//!
+//! - [`model`]: the values: objects' projections, kinds, uids, labels, selectors, edge types.
+//! - [`relations`]: the rules of `relationships.md` as pure functions of an object.
+//! - [`graph`]: the store (petgraph + indexes) and its queries; no IO.
+//! - [`ingest`]: the one thread that mutates the graph, and the shared read handle.
+//! - [`sources`]: where objects come from (manifest files and dumps, the demo cluster).
+//! - [`cli`]: the command line.
+//!
+//! See `ARCHITECTURE.md` for the invariants that hold these together.
+
+pub mod cli;
+pub mod graph;
+pub mod ingest;
+pub mod model;
+pub mod relations;
+pub mod sources;
