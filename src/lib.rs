@@ -14,6 +14,7 @@
 //! - [`graph`]: the store (petgraph + indexes) and its queries; no IO.
 //! - [`ingest`]: the one thread that mutates the graph, and the shared read handle.
 //! - [`sources`]: where objects come from (manifest files and dumps, the demo cluster).
+//! - [`view`]: how objects and subgraphs are shown (JSON, tables, DOT).
 //! - [`cli`]: the command line.
 //!
 //! See `ARCHITECTURE.md` for the invariants that hold these together.
@@ -24,3 +25,4 @@ pub mod ingest;
 pub mod model;
 pub mod relations;
 pub mod sources;
+pub mod view;

@@ -327,7 +327,7 @@ fn pods_mount_claims_and_generic_ephemeral_volumes() {
         {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
         {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}]});
     let mut deploy = simple("apps/v1", "Deployment", "ns", "d");
-    deploy["spec"] = json!({"template": {"spec": spec.clone()}});
+    deploy["spec"] = json!({"template": {"spec": spec}});
     let objs = vec![
         pod("ns", "p", json!({}), spec),
         deploy,
@@ -629,7 +629,7 @@ fn delete_and_recreate_with_a_new_uid_replaces_the_node() {
     // A delete for the old incarnation does not remove the new one.
     let key = key("ConfigMap/ns/cm");
     assert!(!w.g.apply(astrolabe::graph::Change::Delete {
-        key: key.clone(),
+        key,
         uid: Some(old)
     }));
     assert!(w.get("ConfigMap/ns/cm").is_some());

@@ -63,13 +63,13 @@ fn annotations_make_members_and_the_namespace_annotation_wins() {
     );
     let d = w.get("Deployment/apps/web").unwrap();
     assert_eq!(
-        d.release,
-        Some(ReleaseKey {
+        d.release.as_deref(),
+        Some(&ReleaseKey {
             namespace: Atom::new("ops"),
             name: Atom::new("web")
         })
     );
-    assert_eq!(d.chart.as_deref(), Some("web-1.2.3"));
+    assert_eq!(d.chart().map(Atom::as_str), Some("web-1.2.3"));
     let r = release_node(&w, "ops", "web").unwrap();
     assert_eq!(
         (r.status.as_str(), r.message.as_str()),

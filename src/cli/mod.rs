@@ -1,4 +1,93 @@
-//! placeholder
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+//! The command line: `astrolabe inspect SOURCE [filters] [--output table|json|dot]`.
+//!
+//! Exit codes: 0 success, 1 the source or the named object could not be found or read, 2 a usage
+//! error (bad flag, selector, kind or object path).
+
+mod inspect;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use inspect::InspectArgs;
+
+/// Command-line interface.
+#[derive(Debug, Parser)]
+#[command(
+    name = "astrolabe",
+    version,
+    about = "A live graph of a Kubernetes cluster's resources and their relationships"
+)]
+pub struct Cli {
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `astrolabe=debug`).
+    #[arg(long, env = "ASTROLABE_LOG", default_value = "warn", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load a source (a manifest file or directory, a `kubectl get -o json|yaml` dump, or the
+    /// built-in demo cluster `demo[:N]`) and print its graph or part of it.
+    Inspect(InspectArgs),
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 (runtime) or 2 (usage).
+    pub code: u8,
+    /// What to tell the user.
+    pub message: String,
+}
+
+impl Failure {
+    pub(crate) fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    let result = match cli.command {
+        Command::Inspect(args) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            inspect::run(&args, &mut out)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {}", f.message);
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

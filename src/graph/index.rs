@@ -1,7 +1,9 @@
 //! The secondary indexes of the graph that are not a simple map: label postings and the selector
 //! index.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::ops::Bound;
 
 use hashbrown::{Equivalent, HashMap};
 use petgraph::stable_graph::NodeIndex;
@@ -66,26 +68,34 @@ impl Equivalent<(Name, Atom, Name)> for AnyKey<'_> {
     }
 }
 
-/// Nodes per label key/value; small sets stay inline, large ones become hash sets so that removal
-/// stays O(1) for labels shared by thousands of Pods.
+/// The nodes carrying one label key/value in one namespace. Most label values are carried by
+/// one object (pod-template hashes, StatefulSet pod names), so that case stays inline; shared
+/// values grow into a vector, and into a hash set once large, so that removal stays O(1) for
+/// labels shared by thousands of Pods. 16 bytes inline.
 #[derive(Debug, Clone)]
 pub(crate) enum Posting {
-    Small(SmallVec<[NodeIndex; 4]>),
-    Large(Box<FxHashSet<NodeIndex>>),
+    One(NodeIndex),
+    #[allow(
+        clippy::box_collection,
+        reason = "a boxed Vec keeps the posting 16 bytes; a bare Vec would make every posting 24"
+    )]
+    Few(Box<Vec<NodeIndex>>),
+    Many(Box<FxHashSet<NodeIndex>>),
 }
 
-const POSTING_SMALL_MAX: usize = 16;
+const POSTING_FEW_MAX: usize = 16;
 
 impl Posting {
     fn insert(&mut self, n: NodeIndex) {
         match self {
-            Posting::Small(v) if v.len() < POSTING_SMALL_MAX => v.push(n),
-            Posting::Small(v) => {
+            Posting::One(a) => *self = Posting::Few(Box::new(vec![*a, n])),
+            Posting::Few(v) if v.len() < POSTING_FEW_MAX => v.push(n),
+            Posting::Few(v) => {
                 let mut set: FxHashSet<NodeIndex> = v.iter().copied().collect();
                 set.insert(n);
-                *self = Posting::Large(Box::new(set));
+                *self = Posting::Many(Box::new(set));
             }
-            Posting::Large(s) => {
+            Posting::Many(s) => {
                 s.insert(n);
             }
         }
@@ -94,30 +104,147 @@ impl Posting {
     /// Removes `n`; returns whether the posting is now empty.
     fn remove(&mut self, n: NodeIndex) -> bool {
         match self {
-            Posting::Small(v) => {
+            Posting::One(a) => *a == n,
+            Posting::Few(v) => {
                 if let Some(i) = v.iter().position(|&x| x == n) {
                     v.swap_remove(i);
                 }
-                v.is_empty()
+                if let [only] = v.as_slice() {
+                    *self = Posting::One(*only);
+                }
+                false
             }
-            Posting::Large(s) => {
+            Posting::Many(s) => {
                 s.remove(&n);
-                s.is_empty()
+                if s.len() <= POSTING_FEW_MAX / 2 {
+                    *self = Posting::Few(Box::new(s.iter().copied().collect()));
+                }
+                false
+            }
+        }
+    }
+
+    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = NodeIndex> + '_> {
+        match self {
+            Posting::One(a) => Box::new(std::iter::once(*a)),
+            Posting::Few(v) => Box::new(v.iter().copied()),
+            Posting::Many(s) => Box::new(s.iter().copied()),
+        }
+    }
+}
+
+/// The objects of one (namespace, kind) by name, in name order. Most buckets hold a handful of
+/// objects (a namespace's one ServiceAccount, its few ConfigMaps): those are a sorted vector,
+/// which costs a fraction of a B-tree leaf; a bucket that grows past [`BUCKET_SMALL_MAX`] becomes
+/// a B-tree.
+#[derive(Debug)]
+pub(crate) enum Bucket {
+    Small(Vec<(Name, NodeIndex)>),
+    Large(BTreeMap<Name, NodeIndex>),
+}
+
+const BUCKET_SMALL_MAX: usize = 32;
+
+impl Default for Bucket {
+    fn default() -> Self {
+        Bucket::Small(Vec::new())
+    }
+}
+
+impl Bucket {
+    pub(crate) fn get(&self, name: &str) -> Option<NodeIndex> {
+        match self {
+            Bucket::Small(v) => v
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .map(|i| v[i].1),
+            Bucket::Large(m) => m.get(name).copied(),
+        }
+    }
+
+    pub(crate) fn insert(&mut self, name: Name, n: NodeIndex) {
+        match self {
+            Bucket::Small(v) => match v.binary_search_by(|(x, _)| x.as_str().cmp(&name)) {
+                Ok(i) => v[i].1 = n,
+                Err(_) if v.len() >= BUCKET_SMALL_MAX => {
+                    let mut m: BTreeMap<Name, NodeIndex> = std::mem::take(v).into_iter().collect();
+                    m.insert(name, n);
+                    *self = Bucket::Large(m);
+                }
+                Err(i) => v.insert(i, (name, n)),
+            },
+            Bucket::Large(m) => {
+                m.insert(name, n);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&mut self, name: &str) {
+        match self {
+            Bucket::Small(v) => {
+                if let Ok(i) = v.binary_search_by(|(x, _)| x.as_str().cmp(name)) {
+                    v.remove(i);
+                }
+            }
+            Bucket::Large(m) => {
+                m.remove(name);
+                if m.len() <= BUCKET_SMALL_MAX / 2 {
+                    *self = Bucket::Small(std::mem::take(m).into_iter().collect());
+                }
             }
         }
     }
 
     pub(crate) fn len(&self) -> usize {
         match self {
-            Posting::Small(v) => v.len(),
-            Posting::Large(s) => s.len(),
+            Bucket::Small(v) => v.len(),
+            Bucket::Large(m) => m.len(),
         }
     }
 
-    pub(crate) fn iter(&self) -> Box<dyn Iterator<Item = NodeIndex> + '_> {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries with a name at or after `from`, in name order.
+    pub(crate) fn range_from<'a>(&'a self, from: &str) -> BucketIter<'a> {
         match self {
-            Posting::Small(v) => Box::new(v.iter().copied()),
-            Posting::Large(s) => Box::new(s.iter().copied()),
+            Bucket::Small(v) => {
+                let start = v.partition_point(|(n, _)| n.as_str() < from);
+                BucketIter::Small(v[start..].iter())
+            }
+            Bucket::Large(m) => {
+                BucketIter::Large(m.range::<str, _>((Bound::Included(from), Bound::Unbounded)))
+            }
+        }
+    }
+
+    /// Every entry, in name order.
+    pub(crate) fn iter(&self) -> BucketIter<'_> {
+        match self {
+            Bucket::Small(v) => BucketIter::Small(v.iter()),
+            Bucket::Large(m) => BucketIter::Large(m.range::<str, _>(..)),
+        }
+    }
+
+    /// Every node, in name order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.iter().map(|(_, n)| n)
+    }
+}
+
+/// Iterator over a [`Bucket`].
+pub(crate) enum BucketIter<'a> {
+    Small(std::slice::Iter<'a, (Name, NodeIndex)>),
+    Large(std::collections::btree_map::Range<'a, Name, NodeIndex>),
+}
+
+impl<'a> Iterator for BucketIter<'a> {
+    type Item = (&'a Name, NodeIndex);
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            BucketIter::Small(i) => i.next().map(|(k, v)| (k, *v)),
+            BucketIter::Large(i) => i.next().map(|(k, v)| (k, *v)),
         }
     }
 }
@@ -133,8 +260,8 @@ impl LabelIndex {
         for (k, v) in labels.iter() {
             self.map
                 .entry((ns.clone(), k.clone(), v.clone()))
-                .or_insert_with(|| Posting::Small(SmallVec::new()))
-                .insert(n);
+                .and_modify(|p| p.insert(n))
+                .or_insert(Posting::One(n));
         }
     }
 
@@ -149,12 +276,16 @@ impl LabelIndex {
         }
     }
 
-    pub(crate) fn get(&self, ns: &Atom, k: &Atom, v: &Atom) -> Option<&Posting> {
-        self.map.get(&Key3(ns, k, v))
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.map.capacity()
+    }
+
+    pub(crate) fn get(&self, ns: &Atom, k: &Atom, v: &Atom) -> Option<&Posting> {
+        self.map.get(&Key3(ns, k, v))
     }
 }
 
@@ -238,5 +369,76 @@ impl SelectorIndex {
         self.by_pair.values().map(SmallVec::len).sum::<usize>()
             + self.by_key.values().map(SmallVec::len).sum::<usize>()
             + self.all.values().map(SmallVec::len).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ix(i: u32) -> NodeIndex {
+        NodeIndex::new(i as usize)
+    }
+
+    #[test]
+    fn bucket_stays_sorted_across_small_and_large_forms() {
+        let mut b = Bucket::default();
+        // Insert in a scrambled order, past the small limit, then remove back below half of it.
+        let names: Vec<String> = (0..100u32)
+            .map(|i| format!("n{:03}", (i * 37) % 100))
+            .collect();
+        for (i, n) in names.iter().enumerate() {
+            b.insert(Name::from(n.as_str()), ix(i as u32));
+            let listed: Vec<&str> = b.iter().map(|(k, _)| k.as_str()).collect();
+            assert!(
+                listed.windows(2).all(|w| w[0] < w[1]),
+                "sorted after {i} inserts"
+            );
+        }
+        assert!(matches!(b, Bucket::Large(_)));
+        assert_eq!(b.len(), 100);
+        assert_eq!(b.get("n037"), Some(ix(1)));
+        let from: Vec<&str> = b.range_from("n095").map(|(k, _)| k.as_str()).collect();
+        assert_eq!(from, ["n095", "n096", "n097", "n098", "n099"]);
+        for n in &names[..90] {
+            b.remove(n);
+        }
+        assert!(matches!(b, Bucket::Small(_)));
+        assert_eq!(b.len(), 10);
+        let from: Vec<&str> = b.range_from("n05").map(|(k, _)| k.as_str()).collect();
+        let mut expected: Vec<&str> = names[90..]
+            .iter()
+            .map(String::as_str)
+            .filter(|n| *n >= "n05")
+            .collect();
+        expected.sort();
+        assert_eq!(from, expected);
+        // Re-inserting a name replaces its node.
+        b.insert(Name::from(names[95].as_str()), ix(999));
+        assert_eq!(b.get(&names[95]), Some(ix(999)));
+        assert_eq!(b.len(), 10);
+        for n in &names[90..] {
+            b.remove(n);
+        }
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn postings_grow_and_shrink_through_every_form() {
+        let mut p = Posting::One(ix(0));
+        for i in 1..40 {
+            p.insert(ix(i));
+        }
+        assert!(matches!(p, Posting::Many(_)));
+        let mut members: Vec<NodeIndex> = p.iter().collect();
+        members.sort();
+        assert_eq!(members, (0..40).map(ix).collect::<Vec<_>>());
+        for i in 0..38 {
+            assert!(!p.remove(ix(i)));
+        }
+        assert!(matches!(p, Posting::Few(_)));
+        assert!(!p.remove(ix(38)));
+        assert!(matches!(p, Posting::One(n) if n == ix(39)));
+        assert!(p.remove(ix(39)));
     }
 }

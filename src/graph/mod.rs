@@ -10,4 +10,4 @@ mod store;
 
 pub use petgraph::stable_graph::NodeIndex;
 pub use query::{Direction3, Filter, Subgraph};
-pub use store::{Change, EdgeData, Graph, ListScope};
+pub use store::{Canonical, Change, EdgeData, Graph, ListScope};

@@ -72,7 +72,7 @@ impl Filter {
             && self
                 .release
                 .as_ref()
-                .is_none_or(|r| o.release.as_ref() == Some(r))
+                .is_none_or(|r| o.release.as_deref() == Some(r))
             && self
                 .name_contains
                 .as_deref()
@@ -140,7 +140,7 @@ impl Graph {
             };
             buckets
                 .into_iter()
-                .flat_map(|b| b.values().copied())
+                .flat_map(|b| b.values())
                 .filter(move |&n| filter.accepts(&self.g[n]))
         })
     }

@@ -19,7 +19,7 @@ use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use rustc_hash::{FxBuildHasher, FxHashSet};
 use smallvec::SmallVec;
 
-use super::index::{AnyKey, LabelIndex, SelectorIndex};
+use super::index::{AnyKey, Bucket, LabelIndex, SelectorIndex};
 use crate::model::{
     Atom, Dir, EdgeType, HelmRecord, Kind, Labels, Name, Object, ObjectKey, Ref, ReleaseInfo,
     ReleaseKey, Spec, Target, Uid,
@@ -65,6 +65,12 @@ pub struct ListScope {
     pub namespace: Option<Atom>,
 }
 
+/// A full list in progress: its namespace (`None` for all) and the uids it has contained so far.
+type ListInProgress = (Option<Atom>, FxHashSet<Uid>);
+
+/// A graph as sorted values: nodes by uid, and edges as (from uid, to uid, type).
+pub type Canonical = (Vec<Arc<Object>>, Vec<(Uid, Uid, EdgeType)>);
+
 /// Who waits for a missing target, and for which edge.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Waiter {
@@ -91,7 +97,7 @@ pub struct Graph {
     /// uid → node. A bare table of node indexes hashed by the node's uid: 4 bytes per entry.
     uids: HashTable<NodeIndex>,
     /// namespace → kind → name → node: identity lookups and every ordered listing.
-    pub(super) by_ns: HashMap<Atom, BTreeMap<Kind, BTreeMap<Name, NodeIndex>>, FxBuildHasher>,
+    pub(super) by_ns: HashMap<Atom, BTreeMap<Kind, Bucket>, FxBuildHasher>,
     pub(super) ns_order: BTreeSet<Atom>,
     pub(super) kind_counts: BTreeMap<Kind, usize>,
     pub(super) labels: LabelIndex,
@@ -104,7 +110,7 @@ pub struct Graph {
     /// StatefulSet claim prefixes, kept while the StatefulSet exists.
     claim_patterns: HashMap<(Atom, Name), SmallVec<[NodeIndex; 1]>, FxBuildHasher>,
     pub(super) releases: HashMap<ReleaseKey, ReleaseEntry, FxBuildHasher>,
-    lists: HashMap<Kind, Vec<(Option<Atom>, FxHashSet<Uid>)>, FxBuildHasher>,
+    lists: HashMap<Kind, Vec<ListInProgress>, FxBuildHasher>,
     generation: u64,
 }
 
@@ -161,7 +167,7 @@ impl Graph {
 
     /// The node of the object with this kind, namespace and name.
     pub fn find_key(&self, kind: &Kind, namespace: &Atom, name: &str) -> Option<NodeIndex> {
-        self.by_ns.get(namespace)?.get(kind)?.get(name).copied()
+        self.by_ns.get(namespace)?.get(kind)?.get(name)
     }
 
     /// The object of a node.
@@ -170,7 +176,7 @@ impl Graph {
     }
 
     /// The objects of `kind` in `namespace`, by name.
-    pub fn bucket(&self, namespace: &Atom, kind: &Kind) -> Option<&BTreeMap<Name, NodeIndex>> {
+    pub(crate) fn bucket(&self, namespace: &Atom, kind: &Kind) -> Option<&Bucket> {
         self.by_ns.get(namespace)?.get(kind)
     }
 
@@ -181,7 +187,7 @@ impl Graph {
         let changed = match change {
             Change::Upsert(obj) => {
                 self.note_listed(&obj);
-                self.upsert(obj);
+                self.upsert(&obj);
                 true
             }
             Change::Delete { key, uid } => self.delete(&key, uid.as_ref()),
@@ -234,12 +240,7 @@ impl Graph {
         let mut vanished = Vec::new();
         for ns in &namespaces {
             if let Some(bucket) = self.bucket(ns, &scope.kind) {
-                vanished.extend(
-                    bucket
-                        .values()
-                        .copied()
-                        .filter(|&n| !seen.contains(&self.g[n].uid)),
-                );
+                vanished.extend(bucket.values().filter(|&n| !seen.contains(&self.g[n].uid)));
             }
         }
         for &n in &vanished {
@@ -262,7 +263,7 @@ impl Graph {
         true
     }
 
-    fn upsert(&mut self, obj: Arc<Object>) {
+    fn upsert(&mut self, obj: &Arc<Object>) {
         let by_uid = self.find_uid(&obj.uid);
         let by_key = self.find_key(&obj.kind, &obj.namespace, &obj.name);
         match (by_uid, by_key) {
@@ -280,11 +281,11 @@ impl Graph {
         }
     }
 
-    fn insert(&mut self, obj: Arc<Object>) -> NodeIndex {
+    fn insert(&mut self, obj: &Arc<Object>) -> NodeIndex {
         let n = self.g.add_node(obj.clone());
         self.index_identity(n);
         self.labels.add(&obj.namespace, &obj.labels, n);
-        for r in relations::refs(&obj) {
+        for r in relations::refs(obj) {
             self.connect(n, &r);
         }
         if let Some(sel) = obj.pod_selector() {
@@ -300,7 +301,7 @@ impl Graph {
             }
         }
         self.resolve_waiters(n);
-        if let Some(record) = helm_record(&obj) {
+        if let Some(record) = helm_record(obj) {
             let key = ReleaseKey {
                 namespace: obj.namespace.clone(),
                 name: record.release.clone(),
@@ -314,13 +315,13 @@ impl Graph {
         n
     }
 
-    fn update(&mut self, n: NodeIndex, new: Arc<Object>) {
+    fn update(&mut self, n: NodeIndex, new: &Arc<Object>) {
         let old = std::mem::replace(&mut self.g[n], new.clone());
         if old.labels != new.labels {
             self.labels.remove(&old.namespace, &old.labels, n);
             self.labels.add(&new.namespace, &new.labels, n);
         }
-        let (old_refs, new_refs) = (relations::refs(&old), relations::refs(&new));
+        let (old_refs, new_refs) = (relations::refs(&old), relations::refs(new));
         if old_refs != new_refs {
             for r in old_refs.iter().filter(|r| !new_refs.contains(r)) {
                 self.disconnect(n, r);
@@ -356,7 +357,7 @@ impl Graph {
                 self.add_edge(h, n, EdgeType::Selects);
             }
         }
-        let (old_rec, new_rec) = (helm_record(&old), helm_record(&new));
+        let (old_rec, new_rec) = (helm_record(&old), helm_record(new));
         if old_rec != new_rec {
             if let Some(r) = old_rec {
                 self.drop_record(
@@ -528,7 +529,7 @@ impl Graph {
                     .into_iter()
                     .flat_map(|kinds| kinds.iter())
                     .filter(|(k, _)| k.name() == kind.as_str())
-                    .filter_map(|(_, names)| names.get(name.as_str()).copied())
+                    .filter_map(|(_, names)| names.get(name))
                     .collect();
                 for t in targets {
                     self.add_ref_edge(n, t, r.edge, r.dir);
@@ -542,15 +543,10 @@ impl Graph {
                 let claims: SmallVec<[NodeIndex; 4]> = self
                     .bucket(namespace, &Kind::PersistentVolumeClaim)
                     .into_iter()
-                    .flat_map(|b| {
-                        b.range::<str, _>((
-                            std::ops::Bound::Included(prefix.as_str()),
-                            std::ops::Bound::Unbounded,
-                        ))
-                    })
+                    .flat_map(|b| b.range_from(prefix))
                     .take_while(|(name, _)| name.starts_with(prefix.as_str()))
                     .filter(|(name, _)| claim_matches(prefix, name))
-                    .map(|(_, &ix)| ix)
+                    .map(|(_, ix)| ix)
                     .collect();
                 for c in claims {
                     self.add_edge(n, c, EdgeType::Claims);
@@ -724,7 +720,7 @@ impl Graph {
             _ => self
                 .bucket(ns, &Kind::Pod)
                 .into_iter()
-                .flat_map(|b| b.values().copied())
+                .flat_map(|b| b.values())
                 .filter(is_selected)
                 .collect(),
         }
@@ -868,6 +864,32 @@ impl Graph {
             .collect()
     }
 
+    /// Entry counts and capacities of the indexes, for memory accounting.
+    pub fn index_sizes(&self) -> Vec<(&'static str, usize, usize)> {
+        vec![
+            ("uids", self.uids.len(), self.uids.capacity()),
+            ("namespaces", self.by_ns.len(), self.by_ns.capacity()),
+            ("labels", self.labels.len(), self.labels.capacity()),
+            (
+                "unresolved",
+                self.unresolved.len(),
+                self.unresolved.capacity(),
+            ),
+            (
+                "unresolved_uid",
+                self.unresolved_uid.len(),
+                self.unresolved_uid.capacity(),
+            ),
+            ("any_group", self.any_group.len(), self.any_group.capacity()),
+            (
+                "claim_patterns",
+                self.claim_patterns.len(),
+                self.claim_patterns.capacity(),
+            ),
+            ("releases", self.releases.len(), self.releases.capacity()),
+        ]
+    }
+
     // ----- verification ----------------------------------------------------------------------
 
     /// Checks that every index agrees with the nodes and edges, and that every derived edge is
@@ -904,7 +926,7 @@ impl Graph {
             .by_ns
             .values()
             .flat_map(|k| k.values())
-            .map(BTreeMap::len)
+            .map(Bucket::len)
             .sum();
         if indexed != self.g.node_count() || self.uids.len() != self.g.node_count() {
             return Err("identity indexes hold stale entries".into());
@@ -939,7 +961,7 @@ impl Graph {
 
     /// The graph as sorted values: nodes by uid and edges by (from uid, to uid, type). Two graphs
     /// are the same graph exactly when their canonical forms are equal.
-    pub fn canonical(&self) -> (Vec<Arc<Object>>, Vec<(Uid, Uid, EdgeType)>) {
+    pub fn canonical(&self) -> Canonical {
         let mut nodes: Vec<Arc<Object>> =
             self.g.node_indices().map(|n| self.g[n].clone()).collect();
         nodes.sort_by(|a, b| a.uid.cmp(&b.uid));
@@ -1014,9 +1036,8 @@ fn release_object(
         annotations: Box::default(),
         owners: Box::default(),
         status,
-        message,
+        message: Atom::new(&message),
         release: None,
-        chart: None,
         spec: Spec::Release(Box::new(ReleaseInfo {
             revision: newest.map_or(0, |r| r.version),
             record_status: newest.map(|r| r.status.clone()),

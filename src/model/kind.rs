@@ -310,7 +310,7 @@ mod tests {
         );
         assert_eq!(Kind::parse_user("deployment.example.com", none), None);
         let crd = Kind::from_group("cert-manager.io", "Certificate");
-        assert_eq!(Kind::parse_user("certificates", [&crd]), Some(crd.clone()));
+        assert_eq!(Kind::parse_user("certificates", [&crd]), Some(crd));
     }
 
     #[test]

@@ -12,8 +12,9 @@ pub use atom::Atom;
 pub use kind::{GroupKind, Kind};
 pub use object::{
     ClaimRef, Dir, EdgeType, EndpointSliceInfo, HelmRecord, HpaInfo, IngressInfo, Name, Object,
-    ObjectKey, OwnerRef, PodInfo, PodTarget, PodUses, Ref, ReleaseInfo, ReleaseKey, Replicas,
-    SecretInfo, ServiceInfo, Spec, Status, Target, VolumeInfo, WorkloadInfo,
+    ObjectKey, OwnerRef, PodInfo, PodTarget, PodUses, Ref, Release, ReleaseInfo, ReleaseKey,
+    Replicas, SecretInfo, SelectorInfo, ServiceInfo, Spec, Status, Target, VolumeInfo,
+    WorkloadInfo,
 };
 pub use selector::{Anchor, Expr, Labels, Selector, SelectorError};
 pub use uid::{Time, Uid, format_age};

@@ -14,8 +14,8 @@ use super::json::{at, list_at, nonempty_at, scalar_text, str_at, u32_at};
 use super::status::status;
 use crate::model::{
     Atom, ClaimRef, EndpointSliceInfo, HelmRecord, HpaInfo, IngressInfo, Kind, Labels, Object,
-    OwnerRef, PodInfo, PodTarget, PodUses, ReleaseKey, Replicas, SecretInfo, Selector, ServiceInfo,
-    Spec, Time, Uid, VolumeInfo, WorkloadInfo,
+    OwnerRef, PodInfo, PodTarget, PodUses, Release, ReleaseKey, Replicas, SecretInfo, Selector,
+    SelectorInfo, ServiceInfo, Spec, Time, Uid, VolumeInfo, WorkloadInfo,
 };
 
 /// Annotations kept by default: the ones the rules read, and a few that help an operator.
@@ -178,7 +178,6 @@ impl Projector {
         } else {
             helm_membership(&namespace, &labels, &annotation)
         };
-        let chart = labels.get_str("helm.sh/chart").cloned();
 
         Ok(Object {
             uid,
@@ -193,9 +192,8 @@ impl Projector {
             annotations: annotations.into_boxed_slice(),
             owners,
             status,
-            message,
-            release,
-            chart,
+            message: Atom::new(&message),
+            release: release.map(Release::new),
             spec,
         })
     }
@@ -382,17 +380,19 @@ fn kind_spec<'a>(
             desired_replicas: u32_at(obj, &["status", "desiredReplicas"]).unwrap_or(0),
         })),
         // policy/v1: an absent selector selects no Pod, an empty one every Pod of the namespace.
-        Kind::PodDisruptionBudget => Spec::PodSelector(
-            at(obj, &["spec", "selector"])
+        Kind::PodDisruptionBudget => Spec::PodSelector(Box::new(SelectorInfo {
+            selector: at(obj, &["spec", "selector"])
                 .filter(|s| !s.is_null())
                 .and_then(|s| Selector::from_label_selector(s).ok()),
-        ),
+        })),
         // podSelector is required by the API; Go decodes a missing one as the empty selector,
         // which selects every Pod of the namespace.
-        Kind::NetworkPolicy => Spec::PodSelector(match at(obj, &["spec", "podSelector"]) {
-            None | Some(Value::Null) => Some(Selector::default()),
-            Some(s) => Selector::from_label_selector(s).ok(),
-        }),
+        Kind::NetworkPolicy => Spec::PodSelector(Box::new(SelectorInfo {
+            selector: match at(obj, &["spec", "podSelector"]) {
+                None | Some(Value::Null) => Some(Selector::default()),
+                Some(s) => Selector::from_label_selector(s).ok(),
+            },
+        })),
         Kind::Secret => {
             let secret_type = str_at(obj, &["type"]).unwrap_or("Opaque");
             let helm_record = (secret_type == HELM_RECORD_TYPE

@@ -42,7 +42,7 @@ pub fn refs(obj: &Object) -> Refs {
         out.push(Ref {
             edge: EdgeType::MemberOf,
             dir: Dir::Out,
-            target: Target::Release(release.clone()),
+            target: Target::Release((**release).clone()),
         });
     }
     if let Some(uses) = obj.pod_uses() {
@@ -122,18 +122,16 @@ pub fn refs(obj: &Object) -> Refs {
                 out.push(named(EdgeType::UsesClass, Kind::StorageClass, &cluster, sc));
             }
         }
-        Spec::Hpa(h) => {
-            if !h.target_kind.is_empty() && !h.target_name.is_empty() {
-                out.push(Ref {
-                    edge: EdgeType::Scales,
-                    dir: Dir::Out,
-                    target: Target::NamedAnyGroup {
-                        kind: h.target_kind.clone(),
-                        namespace: ns.clone(),
-                        name: Name::from(h.target_name.as_str()),
-                    },
-                });
-            }
+        Spec::Hpa(h) if !h.target_kind.is_empty() && !h.target_name.is_empty() => {
+            out.push(Ref {
+                edge: EdgeType::Scales,
+                dir: Dir::Out,
+                target: Target::NamedAnyGroup {
+                    kind: h.target_kind.clone(),
+                    namespace: ns.clone(),
+                    name: Name::from(h.target_name.as_str()),
+                },
+            });
         }
         _ => {}
     }

@@ -1,1 +1,194 @@
-//! placeholder
+//! Where objects come from: manifest files and `kubectl get -o json|yaml` dumps ([`file`]), and
+//! the built-in demo cluster ([`demo`]). A source projects each object (so nothing secret leaves
+//! it) and sends the projections to the single writer, then an [`Event::Synced`] marker.
+
+pub mod demo;
+pub mod file;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::graph::Change;
+use crate::ingest::{Event, EventSender};
+use crate::relations::Projector;
+
+/// How many error messages a load keeps (all are counted).
+const KEPT_ERRORS: usize = 1000;
+
+/// Which source to read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The built-in demo cluster of about this many objects.
+    Demo {
+        /// Approximate object count.
+        objects: usize,
+    },
+    /// A manifest file or a directory of them.
+    Path(PathBuf),
+}
+
+/// Object count of `demo` without a size.
+pub const DEMO_DEFAULT_OBJECTS: usize = 2_000;
+
+impl SourceSpec {
+    /// Parses `demo`, `demo:N` (N may use `k`/`m` suffixes: `demo:1m`), `file:PATH`, or a bare
+    /// path.
+    pub fn parse(s: &str) -> Result<SourceSpec, String> {
+        if s == "demo" {
+            return Ok(SourceSpec::Demo {
+                objects: DEMO_DEFAULT_OBJECTS,
+            });
+        }
+        if let Some(n) = s.strip_prefix("demo:") {
+            let objects = parse_count(n).ok_or_else(|| {
+                format!("invalid demo size {n:?}: expected a number such as 5000, 100k or 1m")
+            })?;
+            if objects == 0 {
+                return Err("the demo size must be at least 1".into());
+            }
+            return Ok(SourceSpec::Demo { objects });
+        }
+        let path = s.strip_prefix("file:").unwrap_or(s);
+        if path.is_empty() {
+            return Err("empty source path".into());
+        }
+        Ok(SourceSpec::Path(PathBuf::from(path)))
+    }
+}
+
+fn parse_count(s: &str) -> Option<usize> {
+    let s = s.trim().to_ascii_lowercase().replace('_', "");
+    let (digits, mult) = match s.strip_suffix('k') {
+        Some(d) => (d.to_string(), 1_000),
+        None => match s.strip_suffix('m') {
+            Some(d) => (d.to_string(), 1_000_000),
+            None => (s, 1),
+        },
+    };
+    digits.parse::<usize>().ok()?.checked_mul(mult)
+}
+
+/// What a load did.
+#[derive(Debug, Default, Clone)]
+pub struct LoadReport {
+    /// Objects sent to the writer.
+    pub objects: usize,
+    /// Documents or objects skipped because they were malformed.
+    pub skipped: usize,
+    /// Why, with the origin of each (at most the first thousand).
+    pub errors: Vec<String>,
+    /// Files read (file source).
+    pub files: usize,
+}
+
+impl LoadReport {
+    fn skip(&mut self, message: String) {
+        tracing::warn!(target: "astrolabe::sources", "skipped: {message}");
+        self.skipped += 1;
+        if self.errors.len() < KEPT_ERRORS {
+            self.errors.push(message);
+        }
+    }
+}
+
+/// A source that cannot be read at all.
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// The file source failed.
+    #[error(transparent)]
+    File(#[from] file::FileSourceError),
+    /// The writer stopped while the source was sending.
+    #[error("the graph writer stopped")]
+    WriterGone,
+}
+
+/// Reads the whole source once, sends every object, then [`Event::Synced`].
+pub fn load(
+    spec: &SourceSpec,
+    projector: &Projector,
+    tx: &EventSender,
+    now: i64,
+) -> Result<LoadReport, SourceError> {
+    let mut report = LoadReport::default();
+    let send = |v: &serde_json::Value, origin: &dyn Fn() -> String, report: &mut LoadReport| {
+        match projector.project(v) {
+            Ok(obj) => {
+                report.objects += 1;
+                tx.change(Change::Upsert(Arc::new(obj)))
+            }
+            Err(e) => {
+                report.skip(format!("{}: {e}", origin()));
+                true
+            }
+        }
+    };
+    match spec {
+        SourceSpec::Demo { objects } => {
+            let cluster = demo::DemoCluster::new(demo::DemoConfig {
+                objects: *objects,
+                now,
+                ..demo::DemoConfig::default()
+            });
+            for (i, v) in cluster.objects().enumerate() {
+                if !send(&v, &|| format!("demo object {i}"), &mut report) {
+                    return Err(SourceError::WriterGone);
+                }
+            }
+        }
+        SourceSpec::Path(path) => {
+            let loaded = file::load_path(path)?;
+            report.files = loaded.files;
+            for e in loaded.errors {
+                report.skip(e.to_string());
+            }
+            for l in loaded.objects {
+                if !send(&l.object, &|| l.origin.to_string(), &mut report) {
+                    return Err(SourceError::WriterGone);
+                }
+            }
+        }
+    }
+    if !tx.send(Event::Synced) {
+        return Err(SourceError::WriterGone);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_source_specs() {
+        assert_eq!(
+            SourceSpec::parse("demo"),
+            Ok(SourceSpec::Demo {
+                objects: DEMO_DEFAULT_OBJECTS
+            })
+        );
+        assert_eq!(
+            SourceSpec::parse("demo:5000"),
+            Ok(SourceSpec::Demo { objects: 5000 })
+        );
+        assert_eq!(
+            SourceSpec::parse("demo:100k"),
+            Ok(SourceSpec::Demo { objects: 100_000 })
+        );
+        assert_eq!(
+            SourceSpec::parse("demo:1M"),
+            Ok(SourceSpec::Demo { objects: 1_000_000 })
+        );
+        assert!(SourceSpec::parse("demo:lots").is_err());
+        assert!(SourceSpec::parse("demo:0").is_err());
+        assert_eq!(
+            SourceSpec::parse("file:a/b"),
+            Ok(SourceSpec::Path("a/b".into()))
+        );
+        assert_eq!(
+            SourceSpec::parse("./x.yaml"),
+            Ok(SourceSpec::Path("./x.yaml".into()))
+        );
+    }
+}

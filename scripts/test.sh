@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test run: install what the tests need, then the style gates, then every test
+# (unit, integration, property, doc tests, and the benches once each in test mode).
+# This is what `.ci/run` calls; a newcomer runs it as is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test (all targets)"
+cargo test --all-targets --locked
+
+echo "== cargo test --doc"
+cargo test --doc --locked
+
+echo "all tests passed"
