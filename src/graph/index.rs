@@ -276,14 +276,6 @@ impl LabelIndex {
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(crate) fn capacity(&self) -> usize {
-        self.map.capacity()
-    }
-
     pub(crate) fn get(&self, ns: &Atom, k: &Atom, v: &Atom) -> Option<&Posting> {
         self.map.get(&Key3(ns, k, v))
     }

@@ -3,11 +3,10 @@
 //! sees one consistent state.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use petgraph::Direction;
 use petgraph::stable_graph::NodeIndex;
-use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use petgraph::visit::EdgeRef;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::store::Graph;
@@ -99,18 +98,6 @@ impl Graph {
         self.ns_order.iter()
     }
 
-    /// Number of objects per kind (synthetic releases included).
-    pub fn kind_counts(&self) -> impl Iterator<Item = (&Kind, usize)> {
-        self.kind_counts.iter().map(|(k, c)| (k, *c))
-    }
-
-    /// Number of objects in a namespace.
-    pub fn namespace_len(&self, ns: &Atom) -> usize {
-        self.by_ns
-            .get(ns)
-            .map_or(0, |kinds| kinds.values().map(|b| b.len()).sum())
-    }
-
     /// Every known kind, in order.
     pub fn kinds(&self) -> impl Iterator<Item = &Kind> {
         self.kind_counts.keys()
@@ -157,13 +144,6 @@ impl Graph {
         self.g
             .edges_directed(n, Direction::Incoming)
             .map(|e| (e.source(), e.weight().ty))
-    }
-
-    /// Every edge as (from, to, type).
-    pub fn all_edges(&self) -> impl Iterator<Item = (NodeIndex, NodeIndex, EdgeType)> + '_ {
-        self.g
-            .edge_references()
-            .map(|e| (e.source(), e.target(), e.weight().ty))
     }
 
     /// Breadth-first neighbourhood of `start` up to `depth` hops, following `types` (all when
@@ -266,10 +246,5 @@ impl Graph {
         let mut v: Vec<NodeIndex> = self.in_edges(e.node).map(|(m, _)| m).collect();
         self.sort_nodes(&mut v);
         v
-    }
-
-    /// The objects, shared: a cheap way to hand one to a caller outside the lock.
-    pub fn object_arc(&self, n: NodeIndex) -> Arc<Object> {
-        self.g[n].clone()
     }
 }

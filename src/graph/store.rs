@@ -197,7 +197,15 @@ impl Graph {
                 lists.push((scope.namespace, FxHashSet::default()));
                 false
             }
-            Change::ListComplete(scope) => self.list_complete(&scope) > 0,
+            Change::ListComplete(scope) => {
+                let deletes = self.finish_list(&scope);
+                let mut changed = false;
+                for d in deletes {
+                    changed |= self.apply(d);
+                }
+                // Each delete counted itself.
+                return changed;
+            }
         };
         if changed {
             self.generation += 1;
@@ -216,18 +224,20 @@ impl Graph {
         }
     }
 
-    /// Ends a full list: deletes the objects of the scope it did not contain. Returns how many were
-    /// deleted. A completion without a start deletes nothing: a list that was never observed
-    /// cannot prove anything absent.
-    fn list_complete(&mut self, scope: &ListScope) -> usize {
+    /// Ends a full list and returns the deletions that reconcile the graph with it: one
+    /// `Change::Delete` (with its uid) for every object of the scope the list did not contain.
+    /// A completion without a start returns nothing: a list that was never observed cannot prove
+    /// anything absent. The writer applies these under its usual time budget, so that
+    /// reconciling a large kind never holds the write lock for long.
+    pub fn finish_list(&mut self, scope: &ListScope) -> Vec<Change> {
         if scope.kind == Kind::HelmRelease {
-            return 0;
+            return Vec::new();
         }
         let Some(lists) = self.lists.get_mut(&scope.kind) else {
-            return 0;
+            return Vec::new();
         };
         let Some(pos) = lists.iter().position(|(ns, _)| *ns == scope.namespace) else {
-            return 0;
+            return Vec::new();
         };
         let (_, seen) = lists.swap_remove(pos);
         if lists.is_empty() {
@@ -237,16 +247,22 @@ impl Graph {
             Some(ns) => vec![ns.clone()],
             None => self.ns_order.iter().cloned().collect(),
         };
-        let mut vanished = Vec::new();
+        let mut deletes = Vec::new();
         for ns in &namespaces {
             if let Some(bucket) = self.bucket(ns, &scope.kind) {
-                vanished.extend(bucket.values().filter(|&n| !seen.contains(&self.g[n].uid)));
+                deletes.extend(
+                    bucket
+                        .values()
+                        .map(|n| &self.g[n])
+                        .filter(|o| !seen.contains(&o.uid))
+                        .map(|o| Change::Delete {
+                            key: o.key(),
+                            uid: Some(o.uid.clone()),
+                        }),
+                );
             }
         }
-        for &n in &vanished {
-            self.remove(n);
-        }
-        vanished.len()
+        deletes
     }
 
     fn delete(&mut self, key: &ObjectKey, uid: Option<&Uid>) -> bool {
@@ -864,32 +880,6 @@ impl Graph {
             .collect()
     }
 
-    /// Entry counts and capacities of the indexes, for memory accounting.
-    pub fn index_sizes(&self) -> Vec<(&'static str, usize, usize)> {
-        vec![
-            ("uids", self.uids.len(), self.uids.capacity()),
-            ("namespaces", self.by_ns.len(), self.by_ns.capacity()),
-            ("labels", self.labels.len(), self.labels.capacity()),
-            (
-                "unresolved",
-                self.unresolved.len(),
-                self.unresolved.capacity(),
-            ),
-            (
-                "unresolved_uid",
-                self.unresolved_uid.len(),
-                self.unresolved_uid.capacity(),
-            ),
-            ("any_group", self.any_group.len(), self.any_group.capacity()),
-            (
-                "claim_patterns",
-                self.claim_patterns.len(),
-                self.claim_patterns.capacity(),
-            ),
-            ("releases", self.releases.len(), self.releases.capacity()),
-        ]
-    }
-
     // ----- verification ----------------------------------------------------------------------
 
     /// Checks that every index agrees with the nodes and edges, and that every derived edge is
@@ -978,19 +968,6 @@ impl Graph {
             .collect();
         edges.sort();
         (nodes, edges)
-    }
-
-    /// References waiting for a target that does not exist: (declarer, edge type, what it names).
-    pub fn dangling(&self) -> impl Iterator<Item = (NodeIndex, EdgeType, String)> + '_ {
-        let named = self
-            .unresolved
-            .iter()
-            .flat_map(|(k, ws)| ws.iter().map(move |w| (w.node, w.edge, k.to_string())));
-        let by_uid = self
-            .unresolved_uid
-            .iter()
-            .flat_map(|(u, ws)| ws.iter().map(move |w| (w.node, w.edge, format!("uid {u}"))));
-        named.chain(by_uid)
     }
 }
 

@@ -9,12 +9,13 @@
 //! Nothing but this thread obtains `&mut Graph` (the graph sits in a private field behind the
 //! lock, and the only write path is [`Writer`]).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{RwLock, RwLockReadGuard};
 
 use crate::graph::{Change, Graph};
@@ -90,13 +91,6 @@ impl EventSender {
     pub fn change(&self, change: Change) -> bool {
         self.send(Event::Change(change))
     }
-
-    /// Sends without waiting; gives the event back when the channel is full.
-    pub fn try_send(&self, event: Event) -> Result<(), Event> {
-        self.0.try_send(event).map_err(|e| match e {
-            TrySendError::Full(ev) | TrySendError::Disconnected(ev) => ev,
-        })
-    }
 }
 
 /// The writer thread.
@@ -134,32 +128,45 @@ pub fn start_with(graph: Graph) -> (GraphHandle, EventSender, Writer) {
 }
 
 fn run(shared: &Shared, rx: &Receiver<Event>) {
-    let mut pending: Option<Event> = None;
+    // Events taken from the channel but not applied yet: the rest of a batch cut short by the
+    // time budget, and the deletions a full list's completion expands into.
+    let mut backlog: VecDeque<Event> = VecDeque::new();
     loop {
-        let first = match pending.take() {
-            Some(ev) => ev,
-            None => match rx.recv() {
-                Ok(ev) => ev,
+        if backlog.is_empty() {
+            match rx.recv() {
+                Ok(ev) => backlog.push_back(ev),
                 Err(_) => return,
-            },
-        };
+            }
+        }
         let mut graph = shared.graph.write();
         let started = Instant::now();
         let (mut seen, mut applied) = (0u64, 0u64);
         let mut synced = false;
-        let mut next = Some(first);
-        while let Some(ev) = next.take() {
+        loop {
+            let ev = match backlog.pop_front() {
+                Some(ev) => ev,
+                None => match rx.try_recv() {
+                    Ok(ev) => ev,
+                    Err(_) => break,
+                },
+            };
             match ev {
+                Event::Change(Change::ListComplete(scope)) => {
+                    // Reconciling may delete a whole kind: the deletions go first in the backlog,
+                    // in order, and are applied under the same time budget as any other change.
+                    let deletes = graph.finish_list(&scope);
+                    for d in deletes.into_iter().rev() {
+                        backlog.push_front(Event::Change(d));
+                    }
+                }
                 Event::Change(c) => applied += u64::from(graph.apply(c)),
                 Event::Synced => synced = true,
             }
             seen += 1;
             // Check the clock every few events: reading it costs about as much as a small change.
             if seen % 16 == 0 && started.elapsed() >= MAX_HOLD {
-                pending = rx.try_recv().ok();
                 break;
             }
-            next = rx.try_recv().ok();
         }
         drop(graph);
         let stats = &shared.stats;

@@ -5,14 +5,27 @@
 //! string once, process-wide, and costs 8 bytes per use. Equality and hashing compare pointers,
 //! which makes the label and selector indexes cheap; ordering compares the text, so sorted output
 //! is alphabetical. A string is freed when its last `Atom` is dropped (the `internment` crate's
-//! `ArcIntern`), so churn (pod-template hashes, job names) does not grow memory forever.
+//! `ArcIntern`), so churn (pod-template hashes, job names) does not grow memory forever; each
+//! thread's lookup cache keeps at most 16 K recently used atoms alive on top of that.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use internment::ArcIntern;
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Atoms a thread keeps at hand; see [`Atom::new`].
+const CACHE_CAPACITY: usize = 16 * 1024;
+
+/// Longer strings are rarely repeated (generated names, long messages) and skip the cache.
+const CACHE_MAX_LEN: usize = 64;
+
+thread_local! {
+    static CACHE: RefCell<FxHashMap<Box<str>, Atom>> = RefCell::new(FxHashMap::default());
+}
 
 /// An interned string: 8 bytes, pointer equality, text ordering.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,11 +33,30 @@ pub struct Atom(ArcIntern<String>);
 
 impl Atom {
     /// Interns `s`, returning the shared copy.
+    ///
+    /// A small per-thread cache answers the strings a thread sees again and again (namespaces,
+    /// label keys, common values) without the interner's shared lock and without the temporary
+    /// `String` that `ArcIntern::from_ref` allocates even when the string is already interned.
+    /// The cache holds at most [`CACHE_CAPACITY`] atoms alive, and is emptied when full.
     pub fn new(s: &str) -> Self {
         if s.is_empty() {
             return Self::empty();
         }
-        Atom(ArcIntern::from_ref(s))
+        if s.len() > CACHE_MAX_LEN {
+            return Atom(ArcIntern::from_ref(s));
+        }
+        CACHE.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some(a) = cache.get(s) {
+                return a.clone();
+            }
+            let atom = Atom(ArcIntern::from_ref(s));
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(s.into(), atom.clone());
+            atom
+        })
     }
 
     /// The empty string, which stands for "cluster-scoped" in namespace fields. Cached because

@@ -14,8 +14,8 @@ use super::json::{at, list_at, nonempty_at, scalar_text, str_at, u32_at};
 use super::status::status;
 use crate::model::{
     Atom, ClaimRef, EndpointSliceInfo, HelmRecord, HpaInfo, IngressInfo, Kind, Labels, Object,
-    OwnerRef, PodInfo, PodTarget, PodUses, Release, ReleaseKey, Replicas, SecretInfo, Selector,
-    SelectorInfo, ServiceInfo, Spec, Time, Uid, VolumeInfo, WorkloadInfo,
+    ObjectKey, OwnerRef, PodInfo, PodTarget, PodUses, Release, ReleaseKey, Replicas, SecretInfo,
+    Selector, SelectorInfo, ServiceInfo, Spec, Time, Uid, VolumeInfo, WorkloadInfo,
 };
 
 /// Annotations kept by default: the ones the rules read, and a few that help an operator.
@@ -107,6 +107,33 @@ impl Projector {
                     .any(|p| key.starts_with(p.as_str())))
     }
 
+    /// The identity an object with these fields gets: its kind (legacy groups mapped), and its
+    /// namespace ("" for cluster-scoped built-in kinds whatever the object says, the default
+    /// namespace for namespaced built-in kinds that name none). Deletes from a source use it so
+    /// that they name exactly what `project` indexed.
+    pub fn key_of(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Result<ObjectKey, ProjectError> {
+        let kind = Kind::from_api_version(api_version, kind);
+        if kind == Kind::HelmRelease {
+            return Err(ProjectError::ReservedKind);
+        }
+        let namespace = match (kind.builtin_cluster_scoped(), namespace) {
+            (Some(true), _) => Atom::empty(),
+            (Some(false), "") => self.default_namespace.clone(),
+            (_, ns) => Atom::new(ns),
+        };
+        Ok(ObjectKey {
+            kind,
+            namespace,
+            name: name.into(),
+        })
+    }
+
     /// The projection of `obj`.
     pub fn project(&self, obj: &Value) -> Result<Object, ProjectError> {
         let map = obj.as_object().ok_or(ProjectError::NotAnObject)?;
@@ -123,16 +150,14 @@ impl Projector {
             }
             Some(_) => return Err(ProjectError::NotAString("metadata.name")),
         };
-        let kind = Kind::from_api_version(api_version, kind_name);
-        if kind == Kind::HelmRelease {
-            return Err(ProjectError::ReservedKind);
-        }
-        let given_ns = nonempty_at(meta, &["namespace"]);
-        let namespace = match kind.builtin_cluster_scoped() {
-            Some(true) => Atom::empty(),
-            Some(false) => given_ns.map_or_else(|| self.default_namespace.clone(), Atom::new),
-            None => given_ns.map_or_else(Atom::empty, Atom::new),
-        };
+        let ObjectKey {
+            kind, namespace, ..
+        } = self.key_of(
+            api_version,
+            kind_name,
+            str_at(meta, &["namespace"]).unwrap_or(""),
+            name,
+        )?;
         let uid = match nonempty_at(meta, &["uid"]) {
             Some(u) => Uid::parse(u),
             None => Uid::synthetic(&[kind.group(), kind.name(), &namespace, name]),

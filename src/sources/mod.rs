@@ -12,7 +12,8 @@ use thiserror::Error;
 
 use crate::graph::Change;
 use crate::ingest::{Event, EventSender};
-use crate::relations::Projector;
+use crate::model::Uid;
+use crate::relations::{ProjectError, Projector};
 
 /// How many error messages a load keeps (all are counted).
 const KEPT_ERRORS: usize = 1000;
@@ -154,6 +155,23 @@ pub fn load(
         return Err(SourceError::WriterGone);
     }
     Ok(report)
+}
+
+/// The change a demo churn event stands for.
+pub fn demo_change(event: &demo::DemoEvent, projector: &Projector) -> Result<Change, ProjectError> {
+    match event {
+        demo::DemoEvent::Apply(v) => Ok(Change::Upsert(Arc::new(projector.project(v)?))),
+        demo::DemoEvent::Delete {
+            api_version,
+            kind,
+            namespace,
+            name,
+            uid,
+        } => Ok(Change::Delete {
+            key: projector.key_of(api_version, kind, namespace, name)?,
+            uid: Some(Uid::parse(uid)),
+        }),
+    }
 }
 
 #[cfg(test)]
