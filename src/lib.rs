@@ -15,10 +15,12 @@
 //! - [`ingest`]: the one thread that mutates the graph, and the shared read handle.
 //! - [`sources`]: where objects come from (manifest files and dumps, the demo cluster).
 //! - [`view`]: how objects and subgraphs are shown (JSON, tables, DOT).
+//! - [`api`]: the HTTP API (v1 compatibility, v2 graph queries, operations).
 //! - [`cli`]: the command line.
 //!
 //! See `ARCHITECTURE.md` for the invariants that hold these together.
 
+pub mod api;
 pub mod cli;
 pub mod graph;
 pub mod ingest;

@@ -4,12 +4,14 @@
 //! error (bad flag, selector, kind or object path).
 
 mod inspect;
+mod serve;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub use inspect::InspectArgs;
+pub use serve::ServeArgs;
 
 /// Command-line interface.
 #[derive(Debug, Parser)]
@@ -19,9 +21,10 @@ pub use inspect::InspectArgs;
     about = "A live graph of a Kubernetes cluster's resources and their relationships"
 )]
 pub struct Cli {
-    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `astrolabe=debug`).
-    #[arg(long, env = "ASTROLABE_LOG", default_value = "warn", global = true)]
-    pub log: String,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info` or `astrolabe=debug`); `info` for
+    /// `serve` and `warn` for `inspect` when not given.
+    #[arg(long, env = "ASTROLABE_LOG", global = true)]
+    pub log: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -33,6 +36,8 @@ pub enum Command {
     /// Load a source (a manifest file or directory, a `kubectl get -o json|yaml` dump, or the
     /// built-in demo cluster `demo[:N]`) and print its graph or part of it.
     Inspect(InspectArgs),
+    /// Serve the HTTP API (v1 compatibility, v2 graph queries, health, metrics) over a source.
+    Serve(ServeArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -63,13 +68,18 @@ impl Failure {
 /// Parses the process arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        Command::Inspect(_) => "warn",
+    };
+    init_logging(cli.log.as_deref().unwrap_or(default_log));
     let result = match cli.command {
         Command::Inspect(args) => {
             let stdout = std::io::stdout();
             let mut out = stdout.lock();
             inspect::run(&args, &mut out)
         }
+        Command::Serve(args) => serve::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,5 +99,6 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

@@ -219,6 +219,19 @@ impl Bucket {
         }
     }
 
+    /// Entries with a name strictly after `after`, in name order.
+    pub(crate) fn range_after<'a>(&'a self, after: &str) -> BucketIter<'a> {
+        match self {
+            Bucket::Small(v) => {
+                let start = v.partition_point(|(n, _)| n.as_str() <= after);
+                BucketIter::Small(v[start..].iter())
+            }
+            Bucket::Large(m) => {
+                BucketIter::Large(m.range::<str, _>((Bound::Excluded(after), Bound::Unbounded)))
+            }
+        }
+    }
+
     /// Every entry, in name order.
     pub(crate) fn iter(&self) -> BucketIter<'_> {
         match self {
@@ -274,6 +287,15 @@ impl LabelIndex {
                 self.map.remove(&key);
             }
         }
+    }
+
+    /// The values of label `key` in `namespace` (or any), unsorted, possibly repeated.
+    pub(crate) fn values_of(&self, key: &str, namespace: Option<&Atom>) -> Vec<Atom> {
+        self.map
+            .keys()
+            .filter(|(ns, k, _)| k.as_str() == key && namespace.is_none_or(|n| n == ns))
+            .map(|(_, _, v)| v.clone())
+            .collect()
     }
 
     pub(crate) fn get(&self, ns: &Atom, k: &Atom, v: &Atom) -> Option<&Posting> {
@@ -392,6 +414,8 @@ mod tests {
         assert_eq!(b.get("n037"), Some(ix(1)));
         let from: Vec<&str> = b.range_from("n095").map(|(k, _)| k.as_str()).collect();
         assert_eq!(from, ["n095", "n096", "n097", "n098", "n099"]);
+        let after: Vec<&str> = b.range_after("n095").map(|(k, _)| k.as_str()).collect();
+        assert_eq!(after, ["n096", "n097", "n098", "n099"]);
         for n in &names[..90] {
             b.remove(n);
         }

@@ -9,5 +9,5 @@ mod query;
 mod store;
 
 pub use petgraph::stable_graph::NodeIndex;
-pub use query::{Direction3, Filter, Subgraph};
+pub use query::{Dangling, Direction3, EdgeTriple, Filter, Subgraph};
 pub use store::{Canonical, Change, EdgeData, Graph, ListScope};

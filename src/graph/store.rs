@@ -882,6 +882,20 @@ impl Graph {
 
     // ----- verification ----------------------------------------------------------------------
 
+    /// Every waiting reference, unordered.
+    pub(super) fn dangling_refs(&self) -> Vec<(NodeIndex, EdgeType, super::query::Dangling)> {
+        use super::query::Dangling;
+        let named = self.unresolved.iter().flat_map(|(k, ws)| {
+            ws.iter()
+                .map(move |w| (w.node, w.edge, Dangling::Named(k.clone())))
+        });
+        let by_uid = self.unresolved_uid.iter().flat_map(|(u, ws)| {
+            ws.iter()
+                .map(move |w| (w.node, w.edge, Dangling::Uid(u.clone())))
+        });
+        named.chain(by_uid).collect()
+    }
+
     /// Checks that every index agrees with the nodes and edges, and that every derived edge is
     /// exactly what the rules give. Expensive (it recomputes everything): for tests.
     pub fn check_invariants(&self) -> Result<(), String> {

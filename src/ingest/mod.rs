@@ -59,6 +59,17 @@ struct Shared {
 pub struct GraphHandle(Arc<Shared>);
 
 impl GraphHandle {
+    /// A handle on a fixed graph with no writer, already synced: for serving a graph built
+    /// elsewhere (a test's, the OpenAPI document's).
+    pub fn fixed(graph: Graph) -> GraphHandle {
+        let stats = IngestStats::default();
+        stats.synced.store(true, Ordering::Release);
+        GraphHandle(Arc::new(Shared {
+            graph: RwLock::new(graph),
+            stats,
+        }))
+    }
+
     /// A read guard: a consistent view for as long as it is held. Hold it for one query only;
     /// the writer waits for it.
     pub fn read(&self) -> RwLockReadGuard<'_, Graph> {
@@ -73,6 +84,14 @@ impl GraphHandle {
     /// Whether the source's first full load has been applied.
     pub fn is_synced(&self) -> bool {
         self.0.stats.synced.load(Ordering::Acquire)
+    }
+}
+
+impl std::fmt::Debug for GraphHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphHandle")
+            .field("synced", &self.is_synced())
+            .finish_non_exhaustive()
     }
 }
 

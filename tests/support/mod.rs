@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub mod http;
+
 use astrolabe::graph::{Change, Graph, ListScope};
 use astrolabe::model::{Atom, Kind, Object, ObjectKey, Uid};
 use astrolabe::relations::Projector;

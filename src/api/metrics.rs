@@ -1,0 +1,229 @@
+//! Prometheus metrics: request latency by route template and responses by status class
+//! (recorded by a middleware), and the graph's and writer's figures (read at scrape time from
+//! the graph handle, so they can never drift from the truth).
+//!
+//! Label values are bounded: route templates come from the router (`/api/v2/resources/{uid}`,
+//! never the raw path; unmatched requests are `unmatched`), status classes are `2xx`..`5xx`,
+//! kinds are the cluster's kinds.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+use crate::ingest::GraphHandle;
+
+/// Metric names, as constants so that tests and dashboards share them.
+pub mod names {
+    /// Histogram of request durations in seconds, by `route`.
+    pub const REQUEST_DURATION: &str = "astrolabe_http_request_duration_seconds";
+    /// Counter of responses, by `route` and `class`.
+    pub const RESPONSES: &str = "astrolabe_http_responses";
+    /// Gauge of objects, by `kind`.
+    pub const OBJECTS: &str = "astrolabe_objects";
+    /// Counter of changes applied to the graph.
+    pub const CHANGES_APPLIED: &str = "astrolabe_changes_applied";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResponseLabels {
+    route: String,
+    class: &'static str,
+}
+
+/// The registry and the metrics recorded per request.
+pub struct Metrics {
+    registry: Registry,
+    duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    responses: Family<ResponseLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 13 s, doubling: point queries land in the first buckets, whole-cluster
+    // graphs in the last.
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.000_05, 2.0, 19,
+    ))
+}
+
+impl Metrics {
+    /// A registry with every metric, reading graph figures from `graph` at scrape time.
+    pub fn new(graph: GraphHandle) -> Metrics {
+        let mut registry = Registry::default();
+        let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let responses = Family::<ResponseLabels, Counter>::default();
+        registry.register(
+            names::REQUEST_DURATION,
+            "HTTP request duration in seconds, by route template",
+            duration.clone(),
+        );
+        registry.register(
+            names::RESPONSES,
+            "HTTP responses, by route template and status class",
+            responses.clone(),
+        );
+        registry.register_collector(Box::new(GraphCollector { graph }));
+        Metrics {
+            registry,
+            duration,
+            responses,
+        }
+    }
+
+    fn observe(&self, route: &str, status: StatusCode, elapsed: Duration) {
+        self.duration
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.responses
+            .get_or_create(&ResponseLabels {
+                route: route.to_string(),
+                class,
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+/// Records every request's route, status class and duration.
+pub(super) async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| Arc::<str>::from("unmatched"), |m| Arc::from(m.as_str()));
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    state
+        .metrics()
+        .observe(&route, resp.status(), started.elapsed());
+    resp
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+/// Graph and writer figures, read on each scrape.
+#[derive(Debug)]
+struct GraphCollector {
+    graph: GraphHandle,
+}
+
+impl Collector for GraphCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.graph.stats();
+        let (kinds, nodes, edges, generation) = {
+            let g = self.graph.read();
+            let kinds: Vec<(String, usize)> =
+                g.kind_counts().map(|(k, c)| (k.qualified(), c)).collect();
+            (kinds, g.node_count(), g.edge_count(), g.generation())
+        };
+        let objects = ConstGauge::new(0i64);
+        let mut family = encoder.encode_descriptor(
+            names::OBJECTS,
+            "Objects in the graph, by kind (group/Kind)",
+            None,
+            objects.metric_type(),
+        )?;
+        for (kind, count) in kinds {
+            ConstGauge::new(count as i64).encode(family.encode_family(&KindLabels { kind })?)?;
+        }
+        let gauges: [(&str, &str, i64); 5] = [
+            (
+                "astrolabe_graph_nodes",
+                "Nodes in the graph, synthetic Helm releases included",
+                nodes as i64,
+            ),
+            ("astrolabe_graph_edges", "Edges in the graph", edges as i64),
+            (
+                "astrolabe_graph_generation",
+                "Changes applied since start; grows with every change",
+                generation as i64,
+            ),
+            (
+                "astrolabe_source_synced",
+                "1 once the source's first full load is in the graph",
+                i64::from(stats.synced.load(Ordering::Acquire)),
+            ),
+            (
+                "astrolabe_last_change_age_seconds",
+                "Seconds since the writer last applied a change (-1 before any)",
+                last_change_age(stats).map_or(-1, |d| d.as_secs() as i64),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let counters: [(&str, &str, u64); 2] = [
+            (
+                names::CHANGES_APPLIED,
+                "Changes applied to the graph by the writer",
+                stats.applied.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_ingest_batches",
+                "Write batches applied under the graph lock",
+                stats.batches.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Time since the writer last applied a change, if it ever did.
+pub(super) fn last_change_age(stats: &crate::ingest::IngestStats) -> Option<Duration> {
+    let at = stats.last_applied_ms.load(Ordering::Relaxed);
+    if at == 0 {
+        return None;
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Some(Duration::from_millis(now.saturating_sub(at)))
+}

@@ -1,0 +1,178 @@
+//! Operations: liveness (`/healthz`), readiness (`/readyz`), health with checks (`/health`, the
+//! v1 shape extended), Prometheus metrics (`/metrics`) and the OpenAPI document.
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_TYPE, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::metrics::last_change_age;
+use super::{AppState, json_ok, json_response};
+
+/// One health check, in the style of the IETF health-check draft.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Check {
+    /// What is checked: `source`, `graph`, `ingest`.
+    name: &'static str,
+    /// `pass`, `warn` or `fail`.
+    status: &'static str,
+    /// The measured value.
+    observed_value: serde_json::Value,
+    /// For people.
+    details: String,
+}
+
+/// `/health`: the v1 shape (`status`, `nodes`) plus the checks behind the status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Health {
+    /// `healthy` (every check passes), `degraded` (a check warns) or `unhealthy` (a check fails).
+    status: &'static str,
+    /// Objects in the graph (synthetic Helm release nodes included).
+    nodes: usize,
+    /// Edges in the graph.
+    edges: usize,
+    /// Changes applied so far.
+    generation: u64,
+    /// Whether the source's first full load is in the graph.
+    synced: bool,
+    /// The checks.
+    checks: Vec<Check>,
+}
+
+/// Health: whether the service is serving a complete, current graph.
+#[utoipa::path(get, path = "/health", tag = "operations",
+    responses((status = 200, description = "Healthy or degraded", body = Health),
+              (status = 503, description = "Unhealthy", body = Health)))]
+pub(super) async fn health(State(st): State<AppState>) -> Response {
+    let (nodes, edges, generation) = {
+        let g = st.graph().read();
+        (g.node_count(), g.edge_count(), g.generation())
+    };
+    let synced = st.graph().is_synced();
+    let age = last_change_age(st.graph().stats());
+    let checks = vec![
+        Check {
+            name: "source",
+            status: if synced { "pass" } else { "warn" },
+            observed_value: serde_json::json!(synced),
+            details: if synced {
+                "first full load complete"
+            } else {
+                "first full load in progress"
+            }
+            .into(),
+        },
+        Check {
+            name: "graph",
+            status: "pass",
+            observed_value: serde_json::json!(nodes),
+            details: format!("{nodes} nodes, {edges} edges"),
+        },
+        Check {
+            name: "ingest",
+            status: "pass",
+            observed_value: serde_json::json!(age.map(|a| a.as_secs_f64())),
+            details: match age {
+                Some(a) => format!("last change applied {:.1} s ago", a.as_secs_f64()),
+                None => "no change applied yet".into(),
+            },
+        },
+    ];
+    let status = if checks.iter().any(|c| c.status == "fail") {
+        "unhealthy"
+    } else if checks.iter().any(|c| c.status == "warn") {
+        "degraded"
+    } else {
+        "healthy"
+    };
+    let code = if status == "unhealthy" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    json_response(
+        code,
+        &Health {
+            status,
+            nodes,
+            edges,
+            generation,
+            synced,
+            checks,
+        },
+    )
+}
+
+/// The body of `/healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Alive {
+    /// Always `ok`.
+    status: &'static str,
+}
+
+/// Liveness: the process serves HTTP. A static answer (it is also the HTTP floor in the load
+/// harness).
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive", body = Alive)))]
+pub(super) async fn healthz() -> Response {
+    json_ok(&Alive { status: "ok" })
+}
+
+/// The body of `/readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Ready {
+    /// Whether the service is ready.
+    ready: bool,
+    /// Why not, when not.
+    reason: Option<&'static str>,
+}
+
+/// Readiness: ready once the source's first full load is in the graph.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready", body = Ready),
+              (status = 503, description = "Not ready yet", body = Ready)))]
+pub(super) async fn readyz(State(st): State<AppState>) -> Response {
+    if st.graph().is_synced() {
+        json_ok(&Ready {
+            ready: true,
+            reason: None,
+        })
+    } else {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &Ready {
+                ready: false,
+                reason: Some("the source's first full load is in progress"),
+            },
+        )
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "OpenMetrics text exposition", content_type = "application/openmetrics-text")))]
+pub(super) async fn metrics(State(st): State<AppState>) -> Response {
+    let mut resp = st.metrics().render().into_response();
+    resp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+/// The OpenAPI 3 document of this API.
+#[utoipa::path(get, path = "/api/v2/openapi.json", tag = "operations",
+    responses((status = 200, description = "The OpenAPI document", content_type = "application/json")))]
+pub(super) async fn openapi_json() -> Response {
+    static DOC: OnceLock<String> = OnceLock::new();
+    let doc = DOC.get_or_init(|| super::openapi().to_pretty_json().unwrap_or_default());
+    let mut resp = doc.clone().into_response();
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
