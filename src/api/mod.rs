@@ -8,6 +8,7 @@
 //! documentation.
 
 mod error;
+mod extract;
 mod metrics;
 mod ops;
 mod params;
@@ -155,9 +156,11 @@ pub async fn serve(
         .await
 }
 
-/// Whether a path belongs to the v1 surface, whose errors have the v1 shape.
+/// Whether a path belongs to the v1 contract (its `/api/v1` routes and `/health`), whose errors
+/// have the v1 shape.
 fn is_v1(uri: &Uri) -> bool {
-    uri.path().starts_with("/api/v1/") || uri.path() == "/api/v1"
+    let path = uri.path();
+    path.starts_with("/api/v1/") || path == "/api/v1" || path == "/health"
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -184,11 +187,31 @@ pub(crate) fn json_ok<T: Serialize + ?Sized>(value: &T) -> Response {
     json_response(StatusCode::OK, value)
 }
 
-/// A response with `value` as JSON. Serialising our own types cannot fail; if it ever did, the
-/// error is logged and answered as a 500 without details.
+/// A 200 JSON response for a body of about `nodes` objects: the buffer is sized up front, so
+/// that a multi-megabyte graph is not copied through a dozen reallocations.
+pub(crate) fn json_ok_nodes<T: Serialize + ?Sized>(value: &T, nodes: usize) -> Response {
+    json_sized(
+        StatusCode::OK,
+        value,
+        256 + nodes.saturating_mul(BYTES_PER_NODE),
+    )
+}
+
+/// About how many bytes one object takes in a response (measured on the demo mix: 850 to 950).
+const BYTES_PER_NODE: usize = 1024;
+
+/// A response with `value` as JSON.
 pub(crate) fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => {
+    json_sized(status, value, 128)
+}
+
+/// A response with `value` as JSON, written into a buffer of `capacity` bytes to start with.
+/// Serialising our own types cannot fail; if it ever did, the error is logged and answered as a
+/// 500 without details.
+fn json_sized<T: Serialize + ?Sized>(status: StatusCode, value: &T, capacity: usize) -> Response {
+    let mut body = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut body, value) {
+        Ok(()) => {
             let mut resp = (status, body).into_response();
             resp.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

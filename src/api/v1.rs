@@ -321,7 +321,12 @@ fn kind_fields<M: SerializeMap>(
             if let Some(c) = &v.claim_ref {
                 m.serialize_entry(
                     "claimRef",
-                    &serde_json::json!({"kind": c.kind, "namespace": c.namespace, "name": c.name, "uid": c.uid}),
+                    &serde_json::json!({
+                        "kind": c.kind,
+                        "namespace": c.namespace,
+                        "name": c.name,
+                        "uid": c.uid.as_ref().map(ToString::to_string).unwrap_or_default()
+                    }),
                 )?;
             }
         }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderValue;
 use axum::response::Response;
 use base64::Engine;
@@ -20,9 +20,10 @@ use serde::ser::Serializer;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::extract::Segments;
 use super::metrics::last_change_age;
 use super::params::{self, Params};
-use super::{AppState, json_ok};
+use super::{AppState, json_ok_nodes};
 use crate::graph::{Dangling, Direction3, Filter, Graph, NodeIndex, Subgraph};
 use crate::model::{
     Atom, EdgeType, Kind, Object, ObjectKey, ReleaseKey, Selector, Status, Time, Uid,
@@ -60,9 +61,9 @@ fn freshness(st: &AppState, g: &Graph) -> Freshness {
     }
 }
 
-/// A 200 JSON response with the freshness headers.
-fn ok<T: Serialize>(st: &AppState, f: &Freshness, body: &T) -> Response {
-    let mut resp = json_ok(body);
+/// A 200 JSON response with the freshness headers, for a body of about `nodes` objects.
+fn ok<T: Serialize>(st: &AppState, f: &Freshness, body: &T, nodes: usize) -> Response {
+    let mut resp = json_ok_nodes(body, nodes);
     let h = resp.headers_mut();
     h.insert("x-astrolabe-generation", HeaderValue::from(f.generation));
     h.insert(
@@ -287,6 +288,7 @@ pub(super) async fn resources(State(st): State<AppState>, RawQuery(q): RawQuery)
             cont,
             freshness: f.clone(),
         },
+        page.len(),
     ))
 }
 
@@ -345,7 +347,7 @@ fn detail(st: &AppState, g: &Graph, n: NodeIndex) -> Response {
         incoming: links(g, g.in_edges(n)),
         freshness: f.clone(),
     };
-    ok(st, &f, &body)
+    ok(st, &f, &body, 1)
 }
 
 /// One object by uid, with its outgoing and incoming edges.
@@ -356,7 +358,7 @@ fn detail(st: &AppState, g: &Graph, n: NodeIndex) -> Response {
               (status = 404, description = "No such object", body = ErrorBody)))]
 pub(super) async fn resource(
     State(st): State<AppState>,
-    Path(uid): Path<String>,
+    Segments(uid): Segments<String>,
     RawQuery(q): RawQuery,
 ) -> V2Result {
     Params::parse(q.as_deref()).only(&[])?;
@@ -394,7 +396,7 @@ fn by_key(st: &AppState, kind: &str, ns: &str, name: &str) -> V2Result {
               (status = 404, description = "No such object", body = ErrorBody)))]
 pub(super) async fn object_namespaced(
     State(st): State<AppState>,
-    Path((kind, ns, name)): Path<(String, String, String)>,
+    Segments((kind, ns, name)): Segments<(String, String, String)>,
     RawQuery(q): RawQuery,
 ) -> V2Result {
     Params::parse(q.as_deref()).only(&[])?;
@@ -410,7 +412,7 @@ pub(super) async fn object_namespaced(
               (status = 404, description = "No such object", body = ErrorBody)))]
 pub(super) async fn object_cluster(
     State(st): State<AppState>,
-    Path((kind, name)): Path<(String, String)>,
+    Segments((kind, name)): Segments<(String, String)>,
     RawQuery(q): RawQuery,
 ) -> V2Result {
     Params::parse(q.as_deref()).only(&[])?;
@@ -440,7 +442,7 @@ struct GraphBody<'a> {
               (status = 404, description = "No such object", body = ErrorBody)))]
 pub(super) async fn neighbors(
     State(st): State<AppState>,
-    Path(uid): Path<String>,
+    Segments(uid): Segments<String>,
     RawQuery(q): RawQuery,
 ) -> V2Result {
     let p = Params::parse(q.as_deref());
@@ -474,6 +476,7 @@ pub(super) async fn neighbors(
             truncated: sub.truncated,
             freshness: f.clone(),
         },
+        nodes.len(),
     ))
 }
 
@@ -529,7 +532,7 @@ struct ImpactBody<'a> {
               (status = 404, description = "No such object", body = ErrorBody)))]
 pub(super) async fn impact(
     State(st): State<AppState>,
-    Path(uid): Path<String>,
+    Segments(uid): Segments<String>,
     RawQuery(q): RawQuery,
 ) -> V2Result {
     let p = Params::parse(q.as_deref());
@@ -547,7 +550,7 @@ pub(super) async fn impact(
         truncated: sub.truncated,
         freshness: f.clone(),
     };
-    Ok(ok(&st, &f, &body))
+    Ok(ok(&st, &f, &body, sub.nodes.len()))
 }
 
 #[derive(Serialize)]
@@ -590,7 +593,7 @@ pub(super) async fn path(State(st): State<AppState>, RawQuery(q): RawQuery) -> V
         edges: Edges(&g, &edges),
         freshness: f.clone(),
     };
-    Ok(ok(&st, &f, &body))
+    Ok(ok(&st, &f, &body, nodes.len()))
 }
 
 /// A scoped subgraph: a namespace (its objects and the cluster objects they point at) or a
@@ -640,6 +643,7 @@ pub(super) async fn graph(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
             truncated,
             freshness: f.clone(),
         },
+        nodes.len(),
     ))
 }
 
@@ -681,6 +685,7 @@ pub(super) async fn kinds(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
             items,
             freshness: f.clone(),
         },
+        0,
     ))
 }
 
@@ -726,6 +731,7 @@ pub(super) async fn namespaces(State(st): State<AppState>, RawQuery(q): RawQuery
             cluster_scoped,
             freshness: f.clone(),
         },
+        0,
     ))
 }
 
@@ -799,6 +805,7 @@ pub(super) async fn releases(State(st): State<AppState>, RawQuery(q): RawQuery) 
             items,
             freshness: f.clone(),
         },
+        0,
     ))
 }
 
@@ -892,6 +899,7 @@ pub(super) async fn problems(State(st): State<AppState>, RawQuery(q): RawQuery) 
             items,
             freshness: f.clone(),
         },
+        0,
     ))
 }
 

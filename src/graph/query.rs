@@ -313,8 +313,11 @@ impl Graph {
             namespaces: vec![ns.clone()],
             ..Filter::default()
         };
-        let mut set: FxHashSet<NodeIndex> = self.select(&filter).collect();
-        let cluster: Vec<NodeIndex> = set
+        // The namespace's objects come out of the index already in order; the cluster-scoped
+        // objects they point at all sort before them ("" < any namespace), so only those few
+        // need sorting.
+        let own: Vec<NodeIndex> = self.select(&filter).collect();
+        let mut cluster: Vec<NodeIndex> = own
             .iter()
             .flat_map(|&n| self.out_edges(n))
             .map(|(m, _)| m)
@@ -323,10 +326,15 @@ impl Graph {
                 o.namespace.is_empty() && o.kind != Kind::HelmRelease
             })
             .collect();
-        set.extend(cluster);
-        let mut nodes: Vec<NodeIndex> = set.into_iter().collect();
-        self.sort_nodes(&mut nodes);
-        nodes
+        cluster.sort_unstable();
+        cluster.dedup();
+        self.sort_nodes(&mut cluster);
+        if ns.is_empty() {
+            // The cluster scope itself: its objects are already in `own`.
+            return own;
+        }
+        cluster.extend(own);
+        cluster
     }
 
     /// The release scope: the members of the given releases, everything reachable from them

@@ -451,7 +451,9 @@ impl Object {
 
     /// The `helm.sh/chart` label (Helm sets the chart as a label).
     pub fn chart(&self) -> Option<&Atom> {
-        self.labels.get_str("helm.sh/chart")
+        static KEY: std::sync::OnceLock<Atom> = std::sync::OnceLock::new();
+        self.labels
+            .get(KEY.get_or_init(|| Atom::new("helm.sh/chart")))
     }
 
     /// What the Pod or pod template of this object uses, for Pods and workloads.

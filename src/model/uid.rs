@@ -71,7 +71,7 @@ impl Ord for Uid {
     /// formatting.
     fn cmp(&self, other: &Self) -> Ordering {
         match (self, other) {
-            (Uid::Uuid(a), Uid::Uuid(b)) => a.cmp(b),
+            (Uid::Uuid(a), Uid::Uuid(b)) => u128::from_be_bytes(*a).cmp(&u128::from_be_bytes(*b)),
             (Uid::Text(a), Uid::Text(b)) => a.cmp(b),
             _ => self.with_str(|a| other.with_str(|b| a.cmp(b))),
         }

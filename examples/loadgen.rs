@@ -1,0 +1,314 @@
+//! The load harness for the HTTP API: starts the real server (`astrolabe serve`) on a demo graph,
+//! then runs each query scenario over loopback with N keep-alive HTTP/1.1 connections for a
+//! fixed time and reports latency percentiles, next to a trivial static JSON endpoint of the same
+//! server (`/healthz`) measured in the same run as the HTTP floor.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example loadgen -- --objects 1000000
+//! ```
+//!
+//! Options: `--objects N` (demo size, default 1,000,000), `--connections N` (16), `--seconds S`
+//! per scenario (10), `--warmup S` (2), `--bin PATH` (the server binary; default: the
+//! `astrolabe` next to this example's target directory), `--only TEXT` (run the floor and the
+//! scenarios whose name contains TEXT).
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The server's allocator, for the same reason as the binary's.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+struct Options {
+    objects: usize,
+    connections: usize,
+    seconds: u64,
+    warmup: u64,
+    bin: std::path::PathBuf,
+    only: Option<String>,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        objects: 1_000_000,
+        connections: 16,
+        seconds: 10,
+        warmup: 2,
+        bin: std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
+            .unwrap_or_else(|| "target/release/astrolabe".into()),
+        only: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--objects" => o.objects = value.parse().expect("--objects N"),
+            "--connections" => o.connections = value.parse().expect("--connections N"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
+            "--warmup" => o.warmup = value.parse().expect("--warmup S"),
+            "--bin" => o.bin = value.into(),
+            "--only" => o.only = Some(value.clone()),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    o
+}
+
+/// The server process, killed by its PID when dropped.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+
+    /// Sends a GET and reads the whole response; returns the status and the body length.
+    async fn get(&mut self, path: &str) -> (u16, usize) {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        self.stream.write_all(req.as_bytes()).await.expect("write");
+        self.buf.clear();
+        let header_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.read_more().await;
+        };
+        let head = std::str::from_utf8(&self.buf[..header_end]).expect("ascii headers");
+        let status: u16 = head[9..12].parse().expect("status");
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .expect("content-length");
+        while self.buf.len() < header_end + len {
+            self.read_more().await;
+        }
+        (status, len)
+    }
+
+    async fn read_more(&mut self) {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self.stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "connection closed by the server");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Fetches a JSON document (setup only).
+async fn json(addr: &str, path: &str) -> serde_json::Value {
+    let mut c = Conn::open(addr).await;
+    let (status, len) = c.get(path).await;
+    assert_eq!(status, 200, "{path}");
+    let start = c.buf.len() - len;
+    serde_json::from_slice(&c.buf[start..]).expect("JSON")
+}
+
+struct Outcome {
+    name: String,
+    hist: Histogram<u64>,
+    errors: u64,
+    bytes: u64,
+    elapsed: Duration,
+}
+
+/// Runs one scenario: `paths` requested round-robin by every connection, for the warm-up and
+/// then the measured period.
+async fn scenario(addr: &str, name: &str, paths: Vec<String>, o: &Options) -> Outcome {
+    let paths = Arc::new(paths);
+    let warm_until = Instant::now() + Duration::from_secs(o.warmup);
+    let stop_at = warm_until + Duration::from_secs(o.seconds);
+    let mut tasks = Vec::new();
+    for c in 0..o.connections {
+        let (addr, paths) = (addr.to_string(), paths.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(&addr).await;
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let (mut errors, mut bytes) = (0u64, 0u64);
+            let mut i = c;
+            loop {
+                let now = Instant::now();
+                if now >= stop_at {
+                    break;
+                }
+                let path = &paths[i % paths.len()];
+                i += 1;
+                let (status, len) = conn.get(path).await;
+                if now >= warm_until {
+                    hist.record(now.elapsed().as_micros().max(1) as u64)
+                        .expect("record");
+                    bytes += len as u64;
+                    if status != 200 {
+                        errors += 1;
+                    }
+                }
+            }
+            (hist, errors, bytes)
+        }));
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let (mut errors, mut bytes) = (0, 0);
+    for t in tasks {
+        let (h, e, b) = t.await.expect("connection task");
+        hist.add(h).expect("merge");
+        errors += e;
+        bytes += b;
+    }
+    Outcome {
+        name: name.to_string(),
+        hist,
+        errors,
+        bytes,
+        elapsed: Duration::from_secs(o.seconds),
+    }
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+#[allow(clippy::print_stdout)]
+fn report(results: &[Outcome], o: &Options) {
+    let floor_p99 = results[0].hist.value_at_quantile(0.99);
+    println!(
+        "\n{} objects, {} connections, {} s per scenario after {} s warm-up\n",
+        o.objects, o.connections, o.seconds, o.warmup
+    );
+    println!(
+        "| scenario | requests/s | p50 ms | p90 ms | p99 ms | max ms | p99 / floor p99 | avg body | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for r in results {
+        let n = r.hist.len().max(1);
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {:.2} | {} B | {} |",
+            r.name,
+            r.hist.len() as f64 / r.elapsed.as_secs_f64(),
+            ms(r.hist.value_at_quantile(0.50)),
+            ms(r.hist.value_at_quantile(0.90)),
+            ms(r.hist.value_at_quantile(0.99)),
+            ms(r.hist.max()),
+            r.hist.value_at_quantile(0.99) as f64 / floor_p99.max(1) as f64,
+            r.bytes / n,
+            r.errors,
+        );
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn main() {
+    let o = options();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    println!(
+        "starting {} serve --source demo:{} --listen {addr}",
+        o.bin.display(),
+        o.objects
+    );
+    let _server = Server(
+        Command::new(&o.bin)
+            .args([
+                "serve",
+                "--source",
+                &format!("demo:{}", o.objects),
+                "--listen",
+                &addr,
+            ])
+            .env("ASTROLABE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the server binary starts (build it first: cargo build --release)"),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let started = Instant::now();
+        loop {
+            if let Ok(mut c) = TcpStream::connect(&addr).await.map(|s| Conn { stream: s, buf: Vec::new() })
+                && c.get("/readyz").await.0 == 200
+            {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "server not ready after 10 minutes");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        println!("server ready after {:.1} s", started.elapsed().as_secs_f64());
+
+        // Targets, taken from the graph itself.
+        let big = "marketplace";
+        let pods = json(&addr, &format!("/api/v2/resources?kind=Pod&namespace={big}&limit=1000")).await;
+        let pod_uids: Vec<String> = pods["items"].as_array().unwrap().iter().map(|p| p["uid"].as_str().unwrap().to_string()).collect();
+        let cm = json(&addr, &format!("/api/v2/objects/ConfigMap/{big}/platform-config")).await;
+        let cm_uid = cm["resource"]["uid"].as_str().unwrap().to_string();
+        let users = cm["incoming"].as_array().unwrap().iter().filter(|l| l["kind"] == "Pod").count();
+        let ns_size = json(&addr, "/api/v2/namespaces").await["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == big)
+            .map_or(0, |n| n["count"].as_u64().unwrap());
+        println!("targets: {} pods of {big}; platform-config used by {users} Pods; {big} holds {ns_size} objects", pod_uids.len());
+
+        let scenarios: Vec<(&str, Vec<String>)> = vec![
+            ("floor: GET /healthz (static JSON)", vec!["/healthz".into()]),
+            ("get by uid", pod_uids.iter().map(|u| format!("/api/v2/resources/{u}")).collect()),
+            ("neighbors depth 2", pod_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect()),
+            (
+                "impact of a ConfigMap used by 100 Pods",
+                vec![format!("/api/v2/resources/{cm_uid}/impact")],
+            ),
+            (
+                "list by namespace and kind (100 results)",
+                vec![format!("/api/v2/resources?namespace={big}&kind=Pod&limit=100")],
+            ),
+            ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
+        ];
+        let mut results = Vec::new();
+        for (i, (name, paths)) in scenarios.into_iter().enumerate() {
+            if i > 0 && o.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
+                continue;
+            }
+            println!("running: {name}");
+            results.push(scenario(&addr, name, paths, &o).await);
+        }
+        report(&results, &o);
+    });
+}
