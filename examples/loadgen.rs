@@ -10,7 +10,8 @@
 //! Options: `--objects N` (demo size, default 1,000,000), `--connections N` (16), `--seconds S`
 //! per scenario (10), `--warmup S` (2), `--bin PATH` (the server binary; default: the
 //! `astrolabe` next to this example's target directory), `--only TEXT` (run the floor and the
-//! scenarios whose name contains TEXT).
+//! scenarios whose name contains TEXT), `--cache-mb N` (the server's response cache; 0 turns it
+//! off, so that every request is computed).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ struct Options {
     warmup: u64,
     bin: std::path::PathBuf,
     only: Option<String>,
+    cache_mb: u64,
 }
 
 fn options() -> Options {
@@ -44,6 +46,7 @@ fn options() -> Options {
             .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
             .unwrap_or_else(|| "target/release/astrolabe".into()),
         only: None,
+        cache_mb: 64,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -56,6 +59,7 @@ fn options() -> Options {
             "--warmup" => o.warmup = value.parse().expect("--warmup S"),
             "--bin" => o.bin = value.into(),
             "--only" => o.only = Some(value.clone()),
+            "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
             other => panic!("unknown option {other}"),
         }
     }
@@ -203,8 +207,8 @@ fn ms(us: u64) -> String {
 fn report(results: &[Outcome], o: &Options) {
     let floor_p99 = results[0].hist.value_at_quantile(0.99);
     println!(
-        "\n{} objects, {} connections, {} s per scenario after {} s warm-up\n",
-        o.objects, o.connections, o.seconds, o.warmup
+        "\n{} objects, {} connections, {} s per scenario after {} s warm-up, response cache {} MiB\n",
+        o.objects, o.connections, o.seconds, o.warmup, o.cache_mb
     );
     println!(
         "| scenario | requests/s | p50 ms | p90 ms | p99 ms | max ms | p99 / floor p99 | avg body | errors |"
@@ -249,6 +253,7 @@ fn main() {
                 "--listen",
                 &addr,
             ])
+            .args(["--response-cache-mb", &o.cache_mb.to_string()])
             .env("ASTROLABE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -276,6 +281,9 @@ fn main() {
         let big = "marketplace";
         let pods = json(&addr, &format!("/api/v2/resources?kind=Pod&namespace={big}&limit=1000")).await;
         let pod_uids: Vec<String> = pods["items"].as_array().unwrap().iter().map(|p| p["uid"].as_str().unwrap().to_string()).collect();
+        let deployments = json(&addr, &format!("/api/v2/resources?kind=Deployment&namespace={big}&limit=1000")).await;
+        let deployment_uids: Vec<String> =
+            deployments["items"].as_array().unwrap().iter().map(|d| d["uid"].as_str().unwrap().to_string()).collect();
         let cm = json(&addr, &format!("/api/v2/objects/ConfigMap/{big}/platform-config")).await;
         let cm_uid = cm["resource"]["uid"].as_str().unwrap().to_string();
         let users = cm["incoming"].as_array().unwrap().iter().filter(|l| l["kind"] == "Pod").count();
@@ -285,12 +293,27 @@ fn main() {
             .iter()
             .find(|n| n["name"] == big)
             .map_or(0, |n| n["count"].as_u64().unwrap());
-        println!("targets: {} pods of {big}; platform-config used by {users} Pods; {big} holds {ns_size} objects", pod_uids.len());
+        println!(
+            "targets: {} Pods and {} Deployments of {big}; platform-config used by {users} Pods; {big} holds {ns_size} objects",
+            pod_uids.len(),
+            deployment_uids.len()
+        );
 
         let scenarios: Vec<(&str, Vec<String>)> = vec![
             ("floor: GET /healthz (static JSON)", vec!["/healthz".into()]),
             ("get by uid", pod_uids.iter().map(|u| format!("/api/v2/resources/{u}")).collect()),
-            ("neighbors depth 2", pod_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect()),
+            (
+                "neighbors depth 2 of a Deployment, out (what it runs, mounts, uses)",
+                deployment_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2&direction=out")).collect(),
+            ),
+            (
+                "neighbors depth 2 of a Deployment, both directions",
+                deployment_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect(),
+            ),
+            (
+                "neighbors depth 2 of a Pod, both directions (through namespace hubs)",
+                pod_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect(),
+            ),
             (
                 "impact of a ConfigMap used by 100 Pods",
                 vec![format!("/api/v2/resources/{cm_uid}/impact")],

@@ -6,7 +6,8 @@
 
 use std::fmt::Write as _;
 
-use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 
 use crate::graph::{Graph, NodeIndex};
 use crate::model::{EdgeType, Object, PodUses, Spec, Status, format_age};
@@ -23,8 +24,8 @@ impl<'a> NodeView<'a> {
     }
 }
 
-/// A list of atoms as a JSON array of strings.
-struct Strs<'a, T: AsRef<str>>(&'a [T]);
+/// A list of strings (atoms) as a JSON array, without collecting them first.
+pub(crate) struct Strs<'a, T: AsRef<str>>(pub(crate) &'a [T]);
 
 impl<T: AsRef<str>> Serialize for Strs<'_, T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -83,11 +84,21 @@ struct Owners<'a>(&'a Object);
 
 impl Serialize for Owners<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Owner<'a> {
+            kind: &'a str,
+            name: &'a str,
+            uid: &'a crate::model::Uid,
+            controller: bool,
+        }
         let mut seq = s.serialize_seq(Some(self.0.owners.len()))?;
         for o in self.0.owners.iter() {
-            seq.serialize_element(&serde_json::json!({
-                "kind": o.kind.as_str(), "name": o.name.as_str(), "uid": o.uid, "controller": o.controller
-            }))?;
+            seq.serialize_element(&Owner {
+                kind: &o.kind,
+                name: &o.name,
+                uid: &o.uid,
+                controller: o.controller,
+            })?;
         }
         seq.end()
     }

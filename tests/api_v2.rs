@@ -510,7 +510,10 @@ async fn scoped_graphs_by_namespace_release_and_kinds() {
 async fn graphs_past_the_node_cap_are_truncated() {
     let s = Server::start_with(
         astrolabe::ingest::GraphHandle::fixed(demo_graph(2_000)),
-        astrolabe::api::ApiConfig { max_nodes: 100 },
+        astrolabe::api::ApiConfig {
+            max_nodes: 100,
+            ..Default::default()
+        },
     )
     .await;
     let g = s.ok("/api/v2/graph").await;

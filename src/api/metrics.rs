@@ -65,7 +65,7 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// A registry with every metric, reading graph figures from `graph` at scrape time.
-    pub fn new(graph: GraphHandle) -> Metrics {
+    pub fn new(graph: GraphHandle, cache: Arc<super::cache::ResponseCache>) -> Metrics {
         let mut registry = Registry::default();
         let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -81,7 +81,7 @@ impl Metrics {
             "HTTP responses, by route template and status class",
             responses.clone(),
         );
-        registry.register_collector(Box::new(GraphCollector { graph }));
+        registry.register_collector(Box::new(GraphCollector { graph, cache }));
         Metrics {
             registry,
             duration,
@@ -148,6 +148,7 @@ struct KindLabels {
 #[derive(Debug)]
 struct GraphCollector {
     graph: GraphHandle,
+    cache: Arc<super::cache::ResponseCache>,
 }
 
 impl Collector for GraphCollector {
@@ -196,7 +197,17 @@ impl Collector for GraphCollector {
             let g = ConstGauge::new(value);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 2] = [
+        let counters: [(&str, &str, u64); 4] = [
+            (
+                "astrolabe_http_cache_hits",
+                "API answers served from the response cache",
+                self.cache.hits.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_http_cache_misses",
+                "API answers computed (not in the response cache)",
+                self.cache.misses.load(Ordering::Relaxed),
+            ),
             (
                 names::CHANGES_APPLIED,
                 "Changes applied to the graph by the writer",

@@ -7,6 +7,7 @@
 //! annotations by the same router that routes them, so a route cannot exist without its
 //! documentation.
 
+mod cache;
 mod error;
 mod extract;
 mod metrics;
@@ -40,11 +41,16 @@ pub struct ApiConfig {
     /// The most nodes a graph-shaped response carries; larger results are cut and flagged
     /// `truncated`.
     pub max_nodes: usize,
+    /// Bytes of response bodies the shared response cache may hold; 0 disables it.
+    pub response_cache_bytes: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
-        ApiConfig { max_nodes: 50_000 }
+        ApiConfig {
+            max_nodes: 50_000,
+            response_cache_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -56,15 +62,18 @@ pub struct AppState(Arc<StateInner>);
 struct StateInner {
     graph: GraphHandle,
     metrics: Metrics,
+    cache: Arc<cache::ResponseCache>,
     config: ApiConfig,
 }
 
 impl AppState {
     /// State over `graph`.
     pub fn new(graph: GraphHandle, config: ApiConfig) -> AppState {
+        let cache = Arc::new(cache::ResponseCache::new(config.response_cache_bytes));
         AppState(Arc::new(StateInner {
-            metrics: Metrics::new(graph.clone()),
+            metrics: Metrics::new(graph.clone(), cache.clone()),
             graph,
+            cache,
             config,
         }))
     }
@@ -76,6 +85,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.0.metrics
+    }
+
+    pub(crate) fn cache(&self) -> &cache::ResponseCache {
+        &self.0.cache
     }
 
     pub(crate) fn max_nodes(&self) -> usize {
@@ -129,6 +142,10 @@ fn assemble(state: AppState) -> (Router, utoipa::openapi::OpenApi) {
     let router = router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cache::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(state, metrics::track));
     (router, api)
 }

@@ -18,7 +18,8 @@ use super::error::{ApiError, V1Error};
 use super::params::{self, Params};
 use super::{AppState, json_ok, now_unix};
 use crate::graph::{Graph, NodeIndex};
-use crate::model::{Atom, EdgeType, Object, Spec, format_age};
+use crate::model::{Age, Atom, EdgeType, Object, Spec};
+use crate::view::Strs;
 
 type V1Result = Result<Response, V1Error>;
 
@@ -269,7 +270,7 @@ impl Serialize for Metadata<'_> {
         m.serialize_entry("apiVersion", o.api_version.as_str())?;
         if let Some(t) = o.created {
             m.serialize_entry("creationTimestamp", &t)?;
-            m.serialize_entry("age", &format_age(self.now - t.unix()))?;
+            m.serialize_entry("age", &Age(self.now - t.unix()))?;
         }
         if !o.labels.is_empty() {
             m.serialize_entry("labels", &o.labels)?;
@@ -293,12 +294,9 @@ fn kind_fields<M: SerializeMap>(
             m.serialize_entry("image", image.as_str())?;
         }
         m.serialize_entry("serviceAccountName", uses.service_account.as_str())?;
-        fn names(v: &[Atom]) -> Vec<&str> {
-            v.iter().map(Atom::as_str).collect()
-        }
-        m.serialize_entry("mountedPVCs", &names(&uses.claims))?;
-        m.serialize_entry("usedConfigMaps", &names(&uses.config_maps))?;
-        m.serialize_entry("usedSecrets", &names(&uses.secrets))?;
+        m.serialize_entry("mountedPVCs", &Strs(&uses.claims))?;
+        m.serialize_entry("usedConfigMaps", &Strs(&uses.config_maps))?;
+        m.serialize_entry("usedSecrets", &Strs(&uses.secrets))?;
     }
     match &o.spec {
         Spec::Pod(p) => {
@@ -311,7 +309,12 @@ fn kind_fields<M: SerializeMap>(
             let r = w.replicas;
             m.serialize_entry(
                 "replicas",
-                &serde_json::json!({"desired": r.desired, "current": r.current, "ready": r.ready, "available": r.available}),
+                &V1Replicas {
+                    desired: r.desired,
+                    current: r.current,
+                    ready: r.ready,
+                    available: r.available,
+                },
             )?;
         }
         Spec::Volume(v) => {
@@ -321,12 +324,12 @@ fn kind_fields<M: SerializeMap>(
             if let Some(c) = &v.claim_ref {
                 m.serialize_entry(
                     "claimRef",
-                    &serde_json::json!({
-                        "kind": c.kind,
-                        "namespace": c.namespace,
-                        "name": c.name,
-                        "uid": c.uid.as_ref().map(ToString::to_string).unwrap_or_default()
-                    }),
+                    &V1ClaimRef {
+                        kind: &c.kind,
+                        namespace: &c.namespace,
+                        name: &c.name,
+                        uid: c.uid.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    },
                 )?;
             }
         }
@@ -344,7 +347,10 @@ fn kind_fields<M: SerializeMap>(
         Spec::Hpa(h) if extended => {
             m.serialize_entry(
                 "scaleTargetRef",
-                &serde_json::json!({"kind": h.target_kind, "name": h.target_name}),
+                &V1TargetRef {
+                    kind: &h.target_kind,
+                    name: &h.target_name,
+                },
             )?;
             if let Some(min) = h.min_replicas {
                 m.serialize_entry("minReplicas", &min)?;
@@ -360,6 +366,29 @@ fn kind_fields<M: SerializeMap>(
         m.serialize_entry("targetPods", &targets)?;
     }
     Ok(())
+}
+
+#[derive(Serialize)]
+struct V1Replicas {
+    desired: u32,
+    current: u32,
+    ready: u32,
+    available: u32,
+}
+
+#[derive(Serialize)]
+struct V1ClaimRef<'a> {
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    /// "" when the PersistentVolume's claimRef carries no uid.
+    uid: String,
+}
+
+#[derive(Serialize)]
+struct V1TargetRef<'a> {
+    kind: &'a str,
+    name: &'a str,
 }
 
 /// Names of the Pods a selector holder selects or an EndpointSlice targets, sorted.
@@ -413,21 +442,30 @@ impl Serialize for V1Resource<'_> {
             "release",
             o.release.as_ref().map_or("", |r| r.name.as_str()),
         )?;
-        m.serialize_entry(
-            "age",
-            &o.created
-                .map(|t| format_age(self.now - t.unix()))
-                .unwrap_or_default(),
-        )?;
-        m.serialize_entry(
-            "creationTimestamp",
-            &o.created.map(|t| t.to_rfc3339()).unwrap_or_default(),
-        )?;
+        // Always present, "" when the object has no creation time.
+        match o.created {
+            Some(t) => {
+                m.serialize_entry("age", &Age(self.now - t.unix()))?;
+                m.serialize_entry("creationTimestamp", &t)?;
+            }
+            None => {
+                m.serialize_entry("age", "")?;
+                m.serialize_entry("creationTimestamp", "")?;
+            }
+        }
         if !o.owners.is_empty() {
-            let owners: Vec<serde_json::Value> = o
+            #[derive(Serialize)]
+            struct Owner<'a> {
+                kind: &'a str,
+                name: &'a str,
+            }
+            let owners: Vec<Owner> = o
                 .owners
                 .iter()
-                .map(|r| serde_json::json!({"kind": r.kind, "name": r.name.as_str()}))
+                .map(|r| Owner {
+                    kind: &r.kind,
+                    name: &r.name,
+                })
                 .collect();
             m.serialize_entry("ownerReferences", &owners)?;
         }

@@ -21,7 +21,6 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Segments;
-use super::metrics::last_change_age;
 use super::params::{self, Params};
 use super::{AppState, json_ok_nodes};
 use crate::graph::{Dangling, Direction3, Filter, Graph, NodeIndex, Subgraph};
@@ -61,8 +60,9 @@ fn freshness(st: &AppState, g: &Graph) -> Freshness {
     }
 }
 
-/// A 200 JSON response with the freshness headers, for a body of about `nodes` objects.
-fn ok<T: Serialize>(st: &AppState, f: &Freshness, body: &T, nodes: usize) -> Response {
+/// A 200 JSON response with the freshness headers, for a body of about `nodes` objects. (The
+/// moving age of the last change is stamped by the cache layer, outside cached answers.)
+fn ok<T: Serialize>(f: &Freshness, body: &T, nodes: usize) -> Response {
     let mut resp = json_ok_nodes(body, nodes);
     let h = resp.headers_mut();
     h.insert("x-astrolabe-generation", HeaderValue::from(f.generation));
@@ -70,11 +70,6 @@ fn ok<T: Serialize>(st: &AppState, f: &Freshness, body: &T, nodes: usize) -> Res
         "x-astrolabe-synced",
         HeaderValue::from_static(if f.synced { "true" } else { "false" }),
     );
-    if let Some(age) = last_change_age(st.graph().stats())
-        && let Ok(v) = HeaderValue::from_str(&format!("{:.3}", age.as_secs_f64()))
-    {
-        h.insert("x-astrolabe-last-change-age", v);
-    }
     resp
 }
 
@@ -281,7 +276,6 @@ pub(super) async fn resources(State(st): State<AppState>, RawQuery(q): RawQuery)
         .flatten();
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &ListBody {
             items: Nodes(&g, &page),
@@ -347,7 +341,7 @@ fn detail(st: &AppState, g: &Graph, n: NodeIndex) -> Response {
         incoming: links(g, g.in_edges(n)),
         freshness: f.clone(),
     };
-    ok(st, &f, &body, 1)
+    ok(&f, &body, 1)
 }
 
 /// One object by uid, with its outgoing and incoming edges.
@@ -468,7 +462,6 @@ pub(super) async fn neighbors(
     let edges = g.induced_edges(&nodes, |ty| types.is_empty() || types.contains(&ty));
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &GraphBody {
             nodes: Nodes(&g, &nodes),
@@ -550,7 +543,7 @@ pub(super) async fn impact(
         truncated: sub.truncated,
         freshness: f.clone(),
     };
-    Ok(ok(&st, &f, &body, sub.nodes.len()))
+    Ok(ok(&f, &body, sub.nodes.len()))
 }
 
 #[derive(Serialize)]
@@ -593,7 +586,7 @@ pub(super) async fn path(State(st): State<AppState>, RawQuery(q): RawQuery) -> V
         edges: Edges(&g, &edges),
         freshness: f.clone(),
     };
-    Ok(ok(&st, &f, &body, nodes.len()))
+    Ok(ok(&f, &body, nodes.len()))
 }
 
 /// A scoped subgraph: a namespace (its objects and the cluster objects they point at) or a
@@ -635,7 +628,6 @@ pub(super) async fn graph(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
     let edges = g.induced_edges(&nodes, |_| true);
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &GraphBody {
             nodes: Nodes(&g, &nodes),
@@ -679,7 +671,6 @@ pub(super) async fn kinds(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
         .collect();
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &ItemsBody {
             items,
@@ -724,7 +715,6 @@ pub(super) async fn namespaces(State(st): State<AppState>, RawQuery(q): RawQuery
     }
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &NamespacesBody {
             items,
@@ -799,7 +789,6 @@ pub(super) async fn releases(State(st): State<AppState>, RawQuery(q): RawQuery) 
     }
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &ItemsBody {
             items,
@@ -893,7 +882,6 @@ pub(super) async fn problems(State(st): State<AppState>, RawQuery(q): RawQuery) 
     let items: Vec<NamespaceProblems> = groups.into_values().collect();
     let f = freshness(&st, &g);
     Ok(ok(
-        &st,
         &f,
         &ItemsBody {
             items,

@@ -34,6 +34,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ASTROLABE_MAX_NODES", default_value_t = ApiConfig::default().max_nodes as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_nodes: u64,
+    /// Megabytes of response bodies kept in the shared response cache (identical requests
+    /// against an unchanged graph are answered from it); 0 disables it.
+    #[arg(long, env = "ASTROLABE_RESPONSE_CACHE_MB", default_value_t = 64)]
+    pub response_cache_mb: u64,
     /// Keep this annotation too (repeatable or comma-separated; `prefix*` keeps every annotation
     /// with the prefix).
     #[arg(
@@ -64,6 +68,8 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(format!("invalid --listen {:?}: {e}", args.listen)))?;
     let config = ApiConfig {
         max_nodes: usize::try_from(args.max_nodes).unwrap_or(usize::MAX),
+        response_cache_bytes: usize::try_from(args.response_cache_mb.saturating_mul(1024 * 1024))
+            .unwrap_or(usize::MAX),
     };
     let projector = Projector::new(&args.allow_annotations);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -17,4 +17,4 @@ pub use object::{
     WorkloadInfo,
 };
 pub use selector::{Anchor, Expr, Labels, Selector, SelectorError};
-pub use uid::{Time, Uid, format_age};
+pub use uid::{Age, Time, Uid, format_age};

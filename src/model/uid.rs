@@ -149,11 +149,19 @@ impl Time {
 
     /// RFC 3339 in UTC with second precision, as Kubernetes prints it.
     pub fn to_rfc3339(self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Time {
+    /// RFC 3339 in UTC with second precision (`2026-01-01T00:00:00Z`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let secs = self.unix();
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        format!(
+        write!(
+            f,
             "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
             rem / 3600,
             (rem % 3600) / 60,
@@ -163,8 +171,9 @@ impl Time {
 }
 
 impl Serialize for Time {
+    /// Written straight into the output, without an intermediate string.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        s.collect_str(self)
     }
 }
 
@@ -200,15 +209,31 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Human age as the v1 contract prints it: "45s", "12m", "3h", "20d".
-pub fn format_age(seconds: i64) -> String {
-    let s = seconds.max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m", s / 60),
-        3600..86_400 => format!("{}h", s / 3600),
-        _ => format!("{}d", s / 86_400),
+/// Human age as the v1 contract prints it: "45s", "12m", "3h", "20d" (the largest whole unit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Age(pub i64);
+
+impl fmt::Display for Age {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.max(0);
+        match s {
+            0..60 => write!(f, "{s}s"),
+            60..3600 => write!(f, "{}m", s / 60),
+            3600..86_400 => write!(f, "{}h", s / 3600),
+            _ => write!(f, "{}d", s / 86_400),
+        }
     }
+}
+
+impl Serialize for Age {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// [`Age`] as a string.
+pub fn format_age(seconds: i64) -> String {
+    Age(seconds).to_string()
 }
 
 #[cfg(test)]
