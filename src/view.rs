@@ -220,26 +220,32 @@ pub struct SubgraphView<'a> {
 
 impl Serialize for SubgraphView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Nodes<'a>(&'a Graph, &'a [NodeIndex]);
-        impl Serialize for Nodes<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.1.iter().map(|&n| NodeView::new(self.0.object(n))))
-            }
-        }
-        struct Edges<'a>(&'a Graph, &'a [(NodeIndex, NodeIndex, EdgeType)]);
-        impl Serialize for Edges<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_seq(self.1.iter().map(|&(a, b, ty)| EdgeView {
-                    from: self.0.object(a),
-                    to: self.0.object(b),
-                    ty: ty.as_str(),
-                }))
-            }
-        }
         let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("nodes", &Nodes(self.graph, self.nodes))?;
-        m.serialize_entry("edges", &Edges(self.graph, self.edges))?;
+        m.serialize_entry("nodes", &NodeList(self.graph, self.nodes))?;
+        m.serialize_entry("edges", &EdgeList(self.graph, self.edges))?;
         m.end()
+    }
+}
+
+/// Nodes of a graph as a JSON array of [`NodeView`]s.
+pub struct NodeList<'a>(pub &'a Graph, pub &'a [NodeIndex]);
+
+impl Serialize for NodeList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.1.iter().map(|&n| NodeView::new(self.0.object(n))))
+    }
+}
+
+/// Edges of a graph as a JSON array of [`EdgeView`]s with canonical type names.
+pub struct EdgeList<'a>(pub &'a Graph, pub &'a [(NodeIndex, NodeIndex, EdgeType)]);
+
+impl Serialize for EdgeList<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.1.iter().map(|&(a, b, ty)| EdgeView {
+            from: self.0.object(a),
+            to: self.0.object(b),
+            ty: ty.as_str(),
+        }))
     }
 }
 

@@ -27,7 +27,7 @@ use crate::graph::{Dangling, Direction3, Filter, Graph, NodeIndex, Subgraph};
 use crate::model::{
     Atom, EdgeType, Kind, Object, ObjectKey, ReleaseKey, Selector, Status, Time, Uid,
 };
-use crate::view::{EdgeView, NodeView};
+use crate::view::{EdgeList, NodeList, NodeView};
 
 type V2Result = Result<Response, ApiError>;
 
@@ -71,26 +71,6 @@ fn ok<T: Serialize>(f: &Freshness, body: &T, nodes: usize) -> Response {
         HeaderValue::from_static(if f.synced { "true" } else { "false" }),
     );
     resp
-}
-
-struct Nodes<'a>(&'a Graph, &'a [NodeIndex]);
-
-impl Serialize for Nodes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.1.iter().map(|&n| NodeView::new(self.0.object(n))))
-    }
-}
-
-struct Edges<'a>(&'a Graph, &'a [(NodeIndex, NodeIndex, EdgeType)]);
-
-impl Serialize for Edges<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.1.iter().map(|&(a, b, ty)| EdgeView {
-            from: self.0.object(a),
-            to: self.0.object(b),
-            ty: ty.as_str(),
-        }))
-    }
 }
 
 fn parse_kinds(g: &Graph, values: &[&str]) -> Result<Vec<Kind>, ApiError> {
@@ -196,7 +176,7 @@ fn decode_token(s: &str, query: u64) -> Result<ObjectKey, ApiError> {
 
 #[derive(Serialize)]
 struct ListBody<'a> {
-    items: Nodes<'a>,
+    items: NodeList<'a>,
     #[serde(rename = "continue")]
     cont: Option<String>,
     freshness: Freshness,
@@ -278,7 +258,7 @@ pub(super) async fn resources(State(st): State<AppState>, RawQuery(q): RawQuery)
     Ok(ok(
         &f,
         &ListBody {
-            items: Nodes(&g, &page),
+            items: NodeList(&g, &page),
             cont,
             freshness: f.clone(),
         },
@@ -417,8 +397,8 @@ pub(super) async fn object_cluster(
 
 #[derive(Serialize)]
 struct GraphBody<'a> {
-    nodes: Nodes<'a>,
-    edges: Edges<'a>,
+    nodes: NodeList<'a>,
+    edges: EdgeList<'a>,
     truncated: bool,
     freshness: Freshness,
 }
@@ -464,8 +444,8 @@ pub(super) async fn neighbors(
     Ok(ok(
         &f,
         &GraphBody {
-            nodes: Nodes(&g, &nodes),
-            edges: Edges(&g, &edges),
+            nodes: NodeList(&g, &nodes),
+            edges: EdgeList(&g, &edges),
             truncated: sub.truncated,
             freshness: f.clone(),
         },
@@ -510,7 +490,7 @@ impl Serialize for Affected<'_> {
 struct ImpactBody<'a> {
     root: &'a Uid,
     affected: Affected<'a>,
-    edges: Edges<'a>,
+    edges: EdgeList<'a>,
     truncated: bool,
     freshness: Freshness,
 }
@@ -539,7 +519,7 @@ pub(super) async fn impact(
     let body = ImpactBody {
         root: &g.object(start).uid,
         affected: Affected { g: &g, sub: &sub },
-        edges: Edges(&g, &sub.edges),
+        edges: EdgeList(&g, &sub.edges),
         truncated: sub.truncated,
         freshness: f.clone(),
     };
@@ -549,8 +529,8 @@ pub(super) async fn impact(
 #[derive(Serialize)]
 struct PathBody<'a> {
     length: usize,
-    nodes: Nodes<'a>,
-    edges: Edges<'a>,
+    nodes: NodeList<'a>,
+    edges: EdgeList<'a>,
     freshness: Freshness,
 }
 
@@ -582,8 +562,8 @@ pub(super) async fn path(State(st): State<AppState>, RawQuery(q): RawQuery) -> V
     let f = freshness(&st, &g);
     let body = PathBody {
         length: edges.len(),
-        nodes: Nodes(&g, &nodes),
-        edges: Edges(&g, &edges),
+        nodes: NodeList(&g, &nodes),
+        edges: EdgeList(&g, &edges),
         freshness: f.clone(),
     };
     Ok(ok(&f, &body, nodes.len()))
@@ -630,8 +610,8 @@ pub(super) async fn graph(State(st): State<AppState>, RawQuery(q): RawQuery) -> 
     Ok(ok(
         &f,
         &GraphBody {
-            nodes: Nodes(&g, &nodes),
-            edges: Edges(&g, &edges),
+            nodes: NodeList(&g, &nodes),
+            edges: EdgeList(&g, &edges),
             truncated,
             freshness: f.clone(),
         },
