@@ -25,6 +25,7 @@ pub mod cli;
 pub mod graph;
 pub mod ingest;
 pub mod model;
+pub mod persistence;
 pub mod relations;
 pub mod sources;
 pub mod view;

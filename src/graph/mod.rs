@@ -10,4 +10,4 @@ mod store;
 
 pub use petgraph::stable_graph::NodeIndex;
 pub use query::{Dangling, Direction3, EdgeTriple, Filter, Subgraph};
-pub use store::{Canonical, Change, EdgeData, Graph, ListScope};
+pub use store::{Canonical, Change, EdgeData, Effect, Graph, ListScope};

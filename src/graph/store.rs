@@ -56,17 +56,45 @@ pub enum Change {
     ListComplete(ListScope),
 }
 
-/// The objects a full list covers: one kind, in one namespace or in all.
+/// The objects a full list covers: one kind or every kind (a source that lists everything it
+/// has at once, like a manifest folder), in one namespace or in all.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListScope {
-    /// The kind listed.
-    pub kind: Kind,
+    /// The kind listed; `None` for every kind (synthetic Helm releases excepted).
+    pub kind: Option<Kind>,
     /// The namespace listed, or `None` for all namespaces (and cluster-scoped kinds).
     pub namespace: Option<Atom>,
 }
 
+impl ListScope {
+    /// Every object of one kind.
+    pub fn kind(kind: Kind) -> ListScope {
+        ListScope {
+            kind: Some(kind),
+            namespace: None,
+        }
+    }
+
+    /// Every object the source has.
+    pub fn everything() -> ListScope {
+        ListScope {
+            kind: None,
+            namespace: None,
+        }
+    }
+}
+
 /// A full list in progress: its namespace (`None` for all) and the uids it has contained so far.
 type ListInProgress = (Option<Atom>, FxHashSet<Uid>);
+
+/// A change to the source objects of the graph, in the order applied: what persistence writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Effect {
+    /// An object was created or changed; this is its state.
+    Upserted(Arc<Object>),
+    /// The object with this uid is gone.
+    Removed(Uid),
+}
 
 /// A graph as sorted values: nodes by uid, and edges as (from uid, to uid, type).
 pub type Canonical = (Vec<Arc<Object>>, Vec<(Uid, Uid, EdgeType)>);
@@ -110,7 +138,9 @@ pub struct Graph {
     /// StatefulSet claim prefixes, kept while the StatefulSet exists.
     claim_patterns: HashMap<(Atom, Name), SmallVec<[NodeIndex; 1]>, FxBuildHasher>,
     pub(super) releases: HashMap<ReleaseKey, ReleaseEntry, FxBuildHasher>,
-    lists: HashMap<Kind, Vec<ListInProgress>, FxBuildHasher>,
+    lists: HashMap<Option<Kind>, Vec<ListInProgress>, FxBuildHasher>,
+    /// Effects recorded since the last `take_effects`, when recording is on.
+    journal: Option<Vec<Effect>>,
     generation: u64,
 }
 
@@ -138,6 +168,7 @@ impl Graph {
             claim_patterns: HashMap::default(),
             releases: HashMap::default(),
             lists: HashMap::default(),
+            journal: None,
             generation: 0,
         }
     }
@@ -182,16 +213,38 @@ impl Graph {
 
     // ----- changes ---------------------------------------------------------------------------
 
-    /// Applies one change; returns whether the graph changed.
+    /// Starts recording the effects of every change (for persistence).
+    pub fn record_effects(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The effects recorded since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn effect(&mut self, e: Effect) {
+        if let Some(j) = &mut self.journal {
+            j.push(e);
+        }
+    }
+
+    /// Applies one change; returns whether the graph changed. An upsert of exactly the object
+    /// already there changes nothing (a relist after a restart costs no writes).
     pub fn apply(&mut self, change: Change) -> bool {
         let changed = match change {
             Change::Upsert(obj) => {
                 self.note_listed(&obj);
-                self.upsert(&obj);
-                true
+                self.upsert(&obj)
             }
             Change::Delete { key, uid } => self.delete(&key, uid.as_ref()),
             Change::ListStart(scope) => {
+                if scope.kind == Some(Kind::HelmRelease) {
+                    return false;
+                }
                 let lists = self.lists.entry(scope.kind).or_default();
                 lists.retain(|(ns, _)| *ns != scope.namespace);
                 lists.push((scope.namespace, FxHashSet::default()));
@@ -215,10 +268,15 @@ impl Graph {
 
     /// Records `obj` as present in any full list of its kind in progress.
     fn note_listed(&mut self, obj: &Object) {
-        if let Some(lists) = self.lists.get_mut(&obj.kind) {
-            for (ns, seen) in lists {
-                if ns.as_ref().is_none_or(|ns| *ns == obj.namespace) {
-                    seen.insert(obj.uid.clone());
+        if self.lists.is_empty() {
+            return;
+        }
+        for key in [Some(obj.kind.clone()), None] {
+            if let Some(lists) = self.lists.get_mut(&key) {
+                for (ns, seen) in lists {
+                    if ns.as_ref().is_none_or(|ns| *ns == obj.namespace) {
+                        seen.insert(obj.uid.clone());
+                    }
                 }
             }
         }
@@ -230,9 +288,6 @@ impl Graph {
     /// anything absent. The writer applies these under its usual time budget, so that
     /// reconciling a large kind never holds the write lock for long.
     pub fn finish_list(&mut self, scope: &ListScope) -> Vec<Change> {
-        if scope.kind == Kind::HelmRelease {
-            return Vec::new();
-        }
         let Some(lists) = self.lists.get_mut(&scope.kind) else {
             return Vec::new();
         };
@@ -249,7 +304,13 @@ impl Graph {
         };
         let mut deletes = Vec::new();
         for ns in &namespaces {
-            if let Some(bucket) = self.bucket(ns, &scope.kind) {
+            let Some(kinds) = self.by_ns.get(ns) else {
+                continue;
+            };
+            let buckets = kinds.iter().filter(|(k, _)| {
+                **k != Kind::HelmRelease && scope.kind.as_ref().is_none_or(|want| *want == **k)
+            });
+            for (_, bucket) in buckets {
                 deletes.extend(
                     bucket
                         .values()
@@ -279,11 +340,16 @@ impl Graph {
         true
     }
 
-    fn upsert(&mut self, obj: &Arc<Object>) {
+    fn upsert(&mut self, obj: &Arc<Object>) -> bool {
         let by_uid = self.find_uid(&obj.uid);
         let by_key = self.find_key(&obj.kind, &obj.namespace, &obj.name);
         match (by_uid, by_key) {
-            (Some(a), Some(b)) if a == b => self.update(a, obj),
+            (Some(a), Some(b)) if a == b => {
+                if *self.g[a] == **obj {
+                    return false;
+                }
+                self.update(a, obj);
+            }
             (a, b) => {
                 // A new object, a re-created one (same name, new uid), or a uid now under another
                 // name: whatever was there under either identity is gone.
@@ -295,6 +361,8 @@ impl Graph {
                 self.insert(obj);
             }
         }
+        self.effect(Effect::Upserted(obj.clone()));
+        true
     }
 
     fn insert(&mut self, obj: &Arc<Object>) -> NodeIndex {
@@ -402,6 +470,7 @@ impl Graph {
     /// back into the unresolved index.
     fn remove(&mut self, n: NodeIndex) {
         let obj = self.g[n].clone();
+        self.effect(Effect::Removed(obj.uid.clone()));
         // References this object declared: forget the ones that were waiting or registered.
         for r in relations::refs(&obj) {
             match &r.target {

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{RwLock, RwLockReadGuard};
 
-use crate::graph::{Change, Graph};
+use crate::graph::{Change, Effect, Graph};
+use crate::persistence::PersistSink;
 
 /// The longest the writer holds the write lock before letting readers in.
 pub const MAX_HOLD: Duration = Duration::from_millis(2);
@@ -47,6 +48,9 @@ pub struct IngestStats {
     pub last_applied_ms: AtomicU64,
     /// Whether the source's first full load has been applied.
     pub synced: AtomicBool,
+    /// Whether the graph started from a state restored from persistence (and so is served
+    /// before the source's first full load, flagged as not synced).
+    pub restored: AtomicBool,
 }
 
 struct Shared {
@@ -84,6 +88,11 @@ impl GraphHandle {
     /// Whether the source's first full load has been applied.
     pub fn is_synced(&self) -> bool {
         self.0.stats.synced.load(Ordering::Acquire)
+    }
+
+    /// Whether the graph was restored from persistence at start.
+    pub fn is_restored(&self) -> bool {
+        self.0.stats.restored.load(Ordering::Acquire)
     }
 }
 
@@ -128,25 +137,40 @@ impl Writer {
 
 /// Starts the writer thread over an empty graph.
 pub fn start() -> (GraphHandle, EventSender, Writer) {
-    start_with(Graph::new())
+    start_with(Graph::new(), Options::default())
+}
+
+/// How the writer starts.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Where to record the graph's changes for persistence.
+    pub persist: Option<PersistSink>,
+    /// The graph given was restored from persistence.
+    pub restored: bool,
 }
 
 /// Starts the writer thread over `graph` (for example one restored from a snapshot).
-pub fn start_with(graph: Graph) -> (GraphHandle, EventSender, Writer) {
+pub fn start_with(mut graph: Graph, options: Options) -> (GraphHandle, EventSender, Writer) {
+    if options.persist.is_some() {
+        graph.record_effects();
+    }
+    let stats = IngestStats::default();
+    stats.restored.store(options.restored, Ordering::Release);
     let shared = Arc::new(Shared {
         graph: RwLock::new(graph),
-        stats: IngestStats::default(),
+        stats,
     });
+    let persist = options.persist;
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_CAPACITY);
     let handle = GraphHandle(shared.clone());
     let thread = std::thread::Builder::new()
         .name("astrolabe-ingest".into())
-        .spawn(move || run(&shared, &rx))
+        .spawn(move || run(&shared, &rx, persist.as_ref()))
         .expect("spawning the ingest thread");
     (handle, EventSender(tx), Writer { thread })
 }
 
-fn run(shared: &Shared, rx: &Receiver<Event>) {
+fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
     // Events taken from the channel but not applied yet: the rest of a batch cut short by the
     // time budget, and the deletions a full list's completion expands into.
     let mut backlog: VecDeque<Event> = VecDeque::new();
@@ -178,7 +202,21 @@ fn run(shared: &Shared, rx: &Receiver<Event>) {
                         backlog.push_front(Event::Change(d));
                     }
                 }
-                Event::Change(c) => applied += u64::from(graph.apply(c)),
+                Event::Change(c) => {
+                    let changed = graph.apply(c);
+                    applied += u64::from(changed);
+                    if changed && let Some(sink) = persist {
+                        // Recorded while the write lock is held: the persistence channel then
+                        // carries changes in generation order (see persistence::writer).
+                        let generation = graph.generation();
+                        for e in graph.take_effects() {
+                            match e {
+                                Effect::Upserted(o) => sink.upsert(o, generation),
+                                Effect::Removed(uid) => sink.delete(uid, generation),
+                            }
+                        }
+                    }
+                }
                 Event::Synced => synced = true,
             }
             seen += 1;

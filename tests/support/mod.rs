@@ -42,14 +42,14 @@ impl World {
 
     pub fn list_start(&mut self, kind: Kind, ns: Option<&str>) {
         self.g.apply(Change::ListStart(ListScope {
-            kind,
+            kind: Some(kind),
             namespace: ns.map(Atom::new),
         }));
     }
 
     pub fn list_complete(&mut self, kind: Kind, ns: Option<&str>) {
         self.g.apply(Change::ListComplete(ListScope {
-            kind,
+            kind: Some(kind),
             namespace: ns.map(Atom::new),
         }));
         self.g.check_invariants().expect("invariants after list");

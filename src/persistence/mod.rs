@@ -1,0 +1,499 @@
+//! Redis write-behind persistence: the graph's changes are written behind it (never in the way of
+//! ingest or queries), with periodic snapshots, so that a restart comes back warm.
+//!
+//! - [`channel`] creates the bounded channel the graph's writer records changes into
+//!   ([`PersistSink`]); a full channel never blocks it: the object is marked dirty instead.
+//! - [`PendingWriter::start`] starts the Redis writer thread (see `writer.rs` for how changes are
+//!   coalesced, batched, snapshotted, and kept across Redis outages).
+//! - [`recover`] reads the newest complete snapshot and the log after it.
+//!
+//! `PERSISTENCE.md` documents the key schema and the guarantees.
+
+mod codec;
+mod store;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use parking_lot::Mutex;
+use rustc_hash::FxHashSet;
+use thiserror::Error;
+
+pub use codec::{FORMAT_VERSION, FormatError, Manifest};
+pub use store::{RedisConfig, StoreError};
+
+use crate::ingest::GraphHandle;
+use crate::model::{Object, Uid};
+
+/// How persistence behaves.
+#[derive(Clone, Debug)]
+pub struct PersistConfig {
+    /// Where Redis is.
+    pub redis: RedisConfig,
+    /// Time between periodic snapshots; zero takes them only at shutdown, after the first full
+    /// load, and after Redis comes back.
+    pub snapshot_interval: Duration,
+    /// The longest a change waits before it is written.
+    pub flush_interval: Duration,
+    /// Changes taken from the channel per write cycle.
+    pub batch_size: usize,
+    /// Above this many pending objects (after an outage), a snapshot replaces the log entry.
+    pub max_log_entry: usize,
+    /// Capacity of the channel from the graph's writer.
+    pub channel_capacity: usize,
+    /// First and longest wait between reconnection attempts.
+    pub reconnect_min: Duration,
+    /// See `reconnect_min`.
+    pub reconnect_max: Duration,
+}
+
+impl Default for PersistConfig {
+    fn default() -> Self {
+        PersistConfig {
+            redis: RedisConfig::default(),
+            snapshot_interval: Duration::from_secs(300),
+            flush_interval: Duration::from_millis(50),
+            batch_size: 10_000,
+            max_log_entry: 50_000,
+            channel_capacity: 65_536,
+            reconnect_min: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a snapshot wrote.
+#[derive(Clone, Debug)]
+pub struct SnapshotReport {
+    /// Its generation.
+    pub generation: u64,
+    /// Objects in it.
+    pub objects: u64,
+    /// Bytes written to Redis.
+    pub bytes: u64,
+    /// How long encoding and writing took.
+    pub duration: Duration,
+}
+
+pub(crate) enum Msg {
+    Upsert(Arc<Object>, u64),
+    Delete(Uid, u64),
+    Flush(Sender<Result<(), String>>),
+    Snapshot(Sender<Result<SnapshotReport, String>>),
+    Stop,
+}
+
+/// Counters, readable without locks.
+#[derive(Debug, Default)]
+pub struct PersistStats {
+    /// Whether the writer holds a working connection.
+    pub connected: AtomicBool,
+    pub(crate) ever_connected: AtomicBool,
+    /// Reconnections after a loss.
+    pub reconnects: AtomicU64,
+    /// Failed Redis operations.
+    pub errors: AtomicU64,
+    /// Log entries written.
+    pub batches: AtomicU64,
+    /// Object states written in log entries.
+    pub objects: AtomicU64,
+    /// Duration of the last log write, microseconds.
+    pub flush_micros: AtomicU64,
+    /// Unix ms of the last log write.
+    pub last_flush_ms: AtomicU64,
+    /// Snapshots written.
+    pub snapshots: AtomicU64,
+    /// Unix ms of the last snapshot.
+    pub last_snapshot_ms: AtomicU64,
+    /// Bytes of the last snapshot.
+    pub last_snapshot_bytes: AtomicU64,
+    /// Objects in the last snapshot.
+    pub last_snapshot_objects: AtomicU64,
+    /// Duration of the last snapshot, microseconds.
+    pub last_snapshot_micros: AtomicU64,
+    /// The graph generation Redis has acknowledged.
+    pub acked_generation: AtomicU64,
+    /// Changes that found the channel full (their objects were marked dirty).
+    pub overflowed: AtomicU64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) stats: PersistStats,
+    dirty: Mutex<FxHashSet<Uid>>,
+    dirty_count: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+}
+
+/// The graph writer's side: records each change, never blocking.
+#[derive(Clone)]
+pub struct PersistSink {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl PersistSink {
+    /// Records an object's new state, produced at graph generation `generation`.
+    pub fn upsert(&self, obj: Arc<Object>, generation: u64) {
+        let uid = obj.uid.clone();
+        self.send(Msg::Upsert(obj, generation), uid);
+    }
+
+    /// Records that the object with `uid` is gone, at graph generation `generation`.
+    pub fn delete(&self, uid: Uid, generation: u64) {
+        self.send(Msg::Delete(uid.clone(), generation), uid);
+    }
+
+    fn send(&self, msg: Msg, uid: Uid) {
+        match self.tx.try_send(msg) {
+            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Full(_)) => {
+                // Nothing is lost: the writer reads the object's current state from the graph.
+                self.shared.stats.overflowed.fetch_add(1, Ordering::Relaxed);
+                let mut dirty = self.shared.dirty.lock();
+                if dirty.insert(uid) {
+                    self.shared
+                        .dirty_count
+                        .store(dirty.len(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for PersistSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersistSink")
+    }
+}
+
+/// The channel, before its writer thread is started (the thread needs the graph handle, which
+/// exists only once the graph's writer, which needs the sink, has started).
+pub struct PendingWriter {
+    cfg: PersistConfig,
+    rx: Receiver<Msg>,
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+/// Creates the channel: the sink for the graph's writer, and the writer-to-be.
+pub fn channel(cfg: PersistConfig) -> (PersistSink, PendingWriter) {
+    let (tx, rx) = crossbeam_channel::bounded(cfg.channel_capacity);
+    let shared = Arc::new(Shared {
+        stats: PersistStats::default(),
+        dirty: Mutex::new(FxHashSet::default()),
+        dirty_count: AtomicUsize::new(0),
+        last_error: Mutex::new(None),
+    });
+    (
+        PersistSink {
+            tx: tx.clone(),
+            shared: shared.clone(),
+        },
+        PendingWriter {
+            cfg,
+            rx,
+            tx,
+            shared,
+        },
+    )
+}
+
+/// A state read back from Redis.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// The objects.
+    pub objects: Vec<Arc<Object>>,
+    /// The last log entry replayed ("0-0" for none).
+    pub log_id: String,
+    /// Whether a snapshot was read (else only the log, or nothing).
+    pub from_snapshot: bool,
+    /// The snapshot's generation.
+    pub snapshot_generation: Option<u64>,
+    /// Log entries replayed after it.
+    pub log_batches: usize,
+    /// The graph generation of the state read (as recorded by the writer that wrote it).
+    pub graph_generation: u64,
+}
+
+impl PendingWriter {
+    /// Starts the writer thread over `graph`, whose contents are `restored`.
+    pub fn start(self, graph: GraphHandle, restored: Recovered) -> Persistence {
+        let w = writer::Writer::new(self.cfg, self.rx, graph, self.shared.clone(), restored);
+        let thread = std::thread::Builder::new()
+            .name("astrolabe-redis".into())
+            .spawn(move || w.run())
+            .expect("spawning the persistence thread");
+        Persistence {
+            tx: self.tx,
+            shared: self.shared,
+            thread,
+        }
+    }
+}
+
+/// The running writer thread.
+pub struct Persistence {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+    thread: JoinHandle<()>,
+}
+
+/// What `/health` and `/metrics` show of persistence.
+#[derive(Debug, Clone)]
+pub struct PersistStatus {
+    /// Connected to Redis.
+    pub connected: bool,
+    /// Changes queued in the channel.
+    pub queue_depth: usize,
+    /// Objects marked dirty after the channel overflowed.
+    pub dirty: usize,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// A persistence failure reported to a caller waiting for it.
+#[derive(Debug, Error)]
+pub enum PersistError {
+    /// The writer did not answer in time.
+    #[error("persistence did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The writer answered with an error.
+    #[error("persistence: {0}")]
+    Failed(String),
+}
+
+impl Persistence {
+    /// Counters.
+    pub fn stats(&self) -> &PersistStats {
+        &self.shared.stats
+    }
+
+    /// Connection, queue, dirty set, last error.
+    pub fn status(&self) -> PersistStatus {
+        PersistStatus {
+            connected: self.shared.stats.connected.load(Ordering::Relaxed),
+            queue_depth: self.tx.len(),
+            dirty: self.shared.dirty_count.load(Ordering::Relaxed),
+            last_error: self.shared.last_error.lock().clone(),
+        }
+    }
+
+    /// A cheap handle for status readers (the API).
+    pub fn observer(&self) -> PersistObserver {
+        PersistObserver {
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Writes everything queued, waiting at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> Result<(), PersistError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send_timeout(Msg::Flush(tx), timeout)
+            .map_err(|_| PersistError::Timeout(timeout))?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| PersistError::Timeout(timeout))?
+            .map_err(PersistError::Failed)
+    }
+
+    /// Writes everything queued, then a snapshot, waiting at most `timeout`.
+    pub fn snapshot(&self, timeout: Duration) -> Result<SnapshotReport, PersistError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .send_timeout(Msg::Snapshot(tx), timeout)
+            .map_err(|_| PersistError::Timeout(timeout))?;
+        rx.recv_timeout(timeout)
+            .map_err(|_| PersistError::Timeout(timeout))?
+            .map_err(PersistError::Failed)
+    }
+
+    /// Stops the thread after it flushes what is queued; gives up waiting at `deadline`.
+    pub fn stop(self, deadline: Instant) {
+        let _ = self.tx.send_deadline(Msg::Stop, deadline);
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if self.thread.is_finished() {
+            let _ = self.thread.join();
+        } else {
+            tracing::warn!("persistence: still writing at the shutdown deadline; leaving");
+        }
+    }
+}
+
+/// A read-only view of persistence for health and metrics.
+#[derive(Clone)]
+pub struct PersistObserver {
+    tx: Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl PersistObserver {
+    /// Counters.
+    pub fn stats(&self) -> &PersistStats {
+        &self.shared.stats
+    }
+
+    /// Connection, queue, dirty set, last error.
+    pub fn status(&self) -> PersistStatus {
+        PersistStatus {
+            connected: self.shared.stats.connected.load(Ordering::Relaxed),
+            queue_depth: self.tx.len(),
+            dirty: self.shared.dirty_count.load(Ordering::Relaxed),
+            last_error: self.shared.last_error.lock().clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PersistObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PersistObserver")
+    }
+}
+
+/// Why a recovery read nothing usable.
+#[derive(Debug, Error)]
+pub enum RecoverError {
+    /// Redis could not be reached or answered with an error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A chunk listed in the manifest is missing.
+    #[error("snapshot generation {generation} is incomplete: chunk {chunk} is missing")]
+    Incomplete {
+        /// The generation.
+        generation: u64,
+        /// The missing chunk.
+        chunk: usize,
+    },
+}
+
+/// Reads the newest complete snapshot and the log entries after it. Nothing is deleted or
+/// changed; unreadable data is reported, not touched.
+pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
+    let mut store = writer::connect(cfg)?;
+    let mut out = Recovered {
+        log_id: "0-0".into(),
+        ..Recovered::default()
+    };
+    if let Some(generation) = store.current()? {
+        let manifest = store.manifest(generation)?;
+        out.objects = read_chunks(cfg, &manifest)?;
+        out.log_id = manifest.log_id.clone();
+        out.from_snapshot = true;
+        out.snapshot_generation = Some(generation);
+        out.graph_generation = manifest.graph_generation;
+    }
+    // Replay the log after the snapshot, in order.
+    let mut by_uid: rustc_hash::FxHashMap<Uid, Arc<Object>> = std::mem::take(&mut out.objects)
+        .into_iter()
+        .map(|o| (o.uid.clone(), o))
+        .collect();
+    loop {
+        let entries = store.log_after(&out.log_id, 512)?;
+        if entries.is_empty() {
+            break;
+        }
+        for (id, bytes, crc) in entries {
+            let batch: codec::Batch =
+                codec::decode(&bytes, crc, &format!("log entry {id}")).map_err(StoreError::from)?;
+            if batch.format != FORMAT_VERSION {
+                return Err(StoreError::from(FormatError::UnknownVersion {
+                    found: batch.format,
+                })
+                .into());
+            }
+            for op in batch.ops {
+                match op {
+                    codec::Op::Upsert(o) => {
+                        by_uid.insert(o.uid.clone(), o);
+                    }
+                    codec::Op::Delete(uid) => {
+                        by_uid.remove(&uid);
+                    }
+                }
+            }
+            out.graph_generation = batch.graph_generation;
+            out.log_batches += 1;
+            out.log_id = id;
+        }
+    }
+    out.objects = by_uid.into_values().collect();
+    Ok(out)
+}
+
+/// Reads and decodes a generation's chunks, several at a time on separate connections.
+fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>>, RecoverError> {
+    let n = manifest.chunks.len();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |t| t.get())
+        .clamp(1, 8)
+        .min(n.max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, Vec<Arc<Object>>)>, RecoverError>> =
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let next = &next;
+                    s.spawn(move || {
+                        let mut store = writer::connect(cfg)?;
+                        let mut got = Vec::new();
+                        loop {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            if i >= n {
+                                return Ok(got);
+                            }
+                            let info = &manifest.chunks[i];
+                            let bytes = store.chunk(manifest.generation, i)?.ok_or(
+                                RecoverError::Incomplete {
+                                    generation: manifest.generation,
+                                    chunk: i,
+                                },
+                            )?;
+                            let objects: Vec<Arc<Object>> = codec::decode(
+                                &bytes,
+                                info.crc32,
+                                &format!("snapshot {} chunk {i}", manifest.generation),
+                            )
+                            .map_err(StoreError::from)?;
+                            got.push((i, objects));
+                        }
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("chunk reader panicked"))
+                .collect()
+        });
+    let mut chunks: Vec<(usize, Vec<Arc<Object>>)> = Vec::with_capacity(n);
+    for r in results {
+        chunks.extend(r?);
+    }
+    chunks.sort_by_key(|(i, _)| *i);
+    let objects: Vec<Arc<Object>> = chunks.into_iter().flat_map(|(_, o)| o).collect();
+    if objects.len() as u64 != manifest.objects {
+        return Err(StoreError::Foreign(format!(
+            "snapshot {} lists {} objects but holds {}",
+            manifest.generation,
+            manifest.objects,
+            objects.len()
+        ))
+        .into());
+    }
+    Ok(objects)
+}
+
+/// Warnings about how the configured Redis keeps data (nothing on disk, evicting policy).
+pub fn hygiene(cfg: &RedisConfig) -> Result<Vec<String>, StoreError> {
+    Ok(writer::connect(cfg)?.hygiene())
+}
+
+/// Checks that Redis answers.
+pub fn ping(cfg: &RedisConfig) -> Result<(), StoreError> {
+    writer::connect(cfg).map(|_| ())
+}

@@ -1,0 +1,452 @@
+//! The Redis writer thread: coalesces the graph's changes per object and writes them to the log
+//! in batches, takes snapshots from its own image of what Redis holds, and survives Redis being
+//! away.
+//!
+//! Ordering. The graph's writer sends each change with the graph generation it produced, while
+//! it still holds the graph's write lock, so the channel carries changes in generation order.
+//! When the channel is full, the change's uid goes into the shared dirty set instead; this thread
+//! later reads those objects' current state from the graph, and remembers the generation it read
+//! at (a floor) so that older changes still queued for them are not written over the newer state.
+//!
+//! Batches. Everything pending is written as one log entry (one XADD: atomic), so every state the
+//! log acknowledges is the graph's state at some generation. Pending changes are coalesced per uid
+//! (last state wins; a delete replaces an upsert), so memory is bounded by the graph, not by the
+//! number of changes, however long Redis is away. When too much is pending for one entry (after a
+//! long outage), a snapshot is written instead.
+//!
+//! Snapshots are taken from `mirror`, this thread's image of what Redis acknowledged, so taking
+//! one never pauses ingest or queries.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rand::Rng;
+use rustc_hash::FxHashMap;
+
+use super::codec::{self, Batch, ChunkInfo, FORMAT_VERSION, Manifest, Op};
+use super::store::{RedisConfig, Store, StoreError};
+use super::{Msg, PersistConfig, Shared, SnapshotReport};
+use crate::ingest::GraphHandle;
+use crate::model::{Object, Uid};
+
+/// Objects per snapshot chunk: chunks load in parallel.
+const CHUNK_OBJECTS: usize = 25_000;
+
+/// A pending change: the generation it was produced at, and the state (`None`: deleted).
+type Pending = (u64, Option<Arc<Object>>);
+
+pub(super) struct Writer {
+    cfg: PersistConfig,
+    rx: Receiver<Msg>,
+    graph: GraphHandle,
+    shared: Arc<Shared>,
+    store: Option<Store>,
+    /// What Redis holds, as far as this thread knows (acknowledged writes).
+    mirror: FxHashMap<Uid, Arc<Object>>,
+    pending: FxHashMap<Uid, Pending>,
+    /// Uids read from the graph after overflowing, with the generation they were read at.
+    floors: FxHashMap<Uid, u64>,
+    floors_until: u64,
+    /// The highest generation processed, and the one Redis acknowledged.
+    seen_generation: u64,
+    acked_generation: u64,
+    /// The last log entry written ("0-0" before any).
+    last_log_id: String,
+    backoff: Duration,
+    next_attempt: Instant,
+    last_snapshot: Instant,
+    snapshot_due: bool,
+}
+
+impl Writer {
+    pub(super) fn new(
+        cfg: PersistConfig,
+        rx: Receiver<Msg>,
+        graph: GraphHandle,
+        shared: Arc<Shared>,
+        restored: super::Recovered,
+    ) -> Writer {
+        let snapshot_due = !restored.from_snapshot;
+        Writer {
+            backoff: cfg.reconnect_min,
+            cfg,
+            rx,
+            graph,
+            shared,
+            store: None,
+            mirror: restored
+                .objects
+                .into_iter()
+                .map(|o| (o.uid.clone(), o))
+                .collect(),
+            pending: FxHashMap::default(),
+            floors: FxHashMap::default(),
+            floors_until: 0,
+            seen_generation: 0,
+            acked_generation: 0,
+            last_log_id: restored.log_id,
+            next_attempt: Instant::now(),
+            last_snapshot: Instant::now(),
+            snapshot_due,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let timeout = self.cfg.flush_interval;
+            match self.rx.recv_timeout(timeout) {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        break;
+                    }
+                    // Drain what else is queued, up to a batch.
+                    let mut taken = 1;
+                    while taken < self.cfg.batch_size {
+                        match self.rx.try_recv() {
+                            Ok(msg) => {
+                                taken += 1;
+                                if !self.handle(msg) {
+                                    return self.finish();
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            self.tick();
+        }
+        self.finish();
+    }
+
+    /// Applies one message; returns false when the thread should stop.
+    fn handle(&mut self, msg: Msg) -> bool {
+        match msg {
+            Msg::Upsert(obj, g) => self.note(obj.uid.clone(), g, Some(obj)),
+            Msg::Delete(uid, g) => self.note(uid, g, None),
+            Msg::Flush(reply) => {
+                self.resolve_dirty();
+                let r = self.ensure_connected().and_then(|()| self.flush());
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            Msg::Snapshot(reply) => {
+                self.resolve_dirty();
+                let r = self
+                    .ensure_connected()
+                    .and_then(|()| self.flush())
+                    .and_then(|()| self.snapshot());
+                let _ = reply.send(r.map_err(|e| e.to_string()));
+            }
+            Msg::Stop => return false,
+        }
+        true
+    }
+
+    fn note(&mut self, uid: Uid, g: u64, state: Option<Arc<Object>>) {
+        self.seen_generation = self.seen_generation.max(g);
+        if g > self.floors_until {
+            // Every change older than the floors has gone by (the channel is in generation order).
+            self.floors.clear();
+        }
+        if self.floors.get(&uid).is_some_and(|f| *f >= g) {
+            return;
+        }
+        match self.pending.get(&uid) {
+            Some((pg, _)) if *pg > g => {}
+            _ => {
+                self.pending.insert(uid, (g, state));
+            }
+        }
+    }
+
+    /// Reads the current state of the objects whose changes overflowed the channel.
+    fn resolve_dirty(&mut self) {
+        let uids: Vec<Uid> = {
+            let mut dirty = self.shared.dirty.lock();
+            if dirty.is_empty() {
+                return;
+            }
+            dirty.drain().collect()
+        };
+        self.shared.dirty_count.store(0, Ordering::Relaxed);
+        let g = self.graph.read();
+        let at = g.generation();
+        for uid in uids {
+            let state = g.find_uid(&uid).map(|n| g.object(n).clone());
+            self.floors.insert(uid.clone(), at);
+            self.pending.insert(uid, (at, state));
+        }
+        drop(g);
+        self.floors_until = self.floors_until.max(at);
+        self.seen_generation = self.seen_generation.max(at);
+    }
+
+    /// Periodic work: overflowed objects, the flush, snapshots, reconnection.
+    fn tick(&mut self) {
+        self.resolve_dirty();
+        if self.rx.is_empty() {
+            self.floors.clear();
+        }
+        if self.ensure_connected().is_err() {
+            return;
+        }
+        let interval = self.cfg.snapshot_interval;
+        let periodic = !interval.is_zero() && self.last_snapshot.elapsed() >= interval;
+        let result = if self.pending.len() > self.cfg.max_log_entry {
+            // Too much for one log entry (a long outage): a snapshot of everything instead.
+            self.snapshot().map(|_| ())
+        } else if self.snapshot_due || periodic {
+            self.flush().and_then(|()| self.snapshot().map(|_| ()))
+        } else {
+            self.flush()
+        };
+        if let Err(e) = result {
+            self.failed(&e);
+        }
+    }
+
+    fn ensure_connected(&mut self) -> Result<(), StoreError> {
+        if self.store.is_some() {
+            return Ok(());
+        }
+        if Instant::now() < self.next_attempt {
+            return Err(StoreError::Foreign("waiting to reconnect".into()));
+        }
+        match self
+            .cfg
+            .redis
+            .connect()
+            .and_then(|mut s| s.ping().map(|()| s))
+        {
+            Ok(store) => {
+                if self
+                    .shared
+                    .stats
+                    .ever_connected
+                    .swap(true, Ordering::Relaxed)
+                {
+                    self.shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("persistence: reconnected to Redis");
+                    // Redis may have lost writes while away (a crash with AOF every second): a
+                    // snapshot makes it exactly the graph again.
+                    self.snapshot_due = true;
+                }
+                self.store = Some(store);
+                self.shared.stats.connected.store(true, Ordering::Relaxed);
+                self.backoff = self.cfg.reconnect_min;
+                Ok(())
+            }
+            Err(e) => {
+                self.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a failure: disconnects, and schedules the next attempt with capped exponential
+    /// backoff and jitter.
+    fn failed(&mut self, e: &StoreError) {
+        let was_connected = self.shared.stats.connected.swap(false, Ordering::Relaxed);
+        if was_connected {
+            tracing::warn!(error = %e, "persistence: Redis unavailable; keeping changes in memory and retrying");
+        }
+        self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
+        *self.shared.last_error.lock() = Some(e.to_string());
+        self.store = None;
+        let jitter = rand::rng().random_range(0.5..1.5);
+        self.next_attempt = Instant::now() + self.backoff.mul_f64(jitter);
+        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
+    }
+
+    /// Writes everything pending as one log entry.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| StoreError::Foreign("not connected".into()))?;
+        let started = Instant::now();
+        let ops: Vec<Op> = self
+            .pending
+            .iter()
+            .map(|(uid, (_, state))| match state {
+                Some(o) => Op::Upsert(o.clone()),
+                None => Op::Delete(uid.clone()),
+            })
+            .collect();
+        let batch = Batch {
+            format: FORMAT_VERSION,
+            graph_generation: self.seen_generation,
+            ops,
+        };
+        let id = store.append(&batch)?;
+        let n = self.pending.len();
+        for (uid, (_, state)) in self.pending.drain() {
+            match state {
+                Some(o) => {
+                    self.mirror.insert(uid, o);
+                }
+                None => {
+                    self.mirror.remove(&uid);
+                }
+            }
+        }
+        self.last_log_id = id;
+        self.acked_generation = self.seen_generation;
+        let stats = &self.shared.stats;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.objects.fetch_add(n as u64, Ordering::Relaxed);
+        stats
+            .flush_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.last_flush_ms.store(unix_ms(), Ordering::Relaxed);
+        stats
+            .acked_generation
+            .store(self.acked_generation, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes the mirror, with whatever is pending applied, as a new snapshot generation and
+    /// switches to it. The mirror changes only once Redis has acknowledged the switch.
+    fn snapshot(&mut self) -> Result<SnapshotReport, StoreError> {
+        let store = self
+            .store
+            .as_mut()
+            .ok_or_else(|| StoreError::Foreign("not connected".into()))?;
+        let started = Instant::now();
+        let pending = &self.pending;
+        let objects: Vec<&Arc<Object>> = self
+            .mirror
+            .iter()
+            .filter(|(uid, _)| !pending.contains_key(*uid))
+            .map(|(_, o)| o)
+            .chain(pending.values().filter_map(|(_, s)| s.as_ref()))
+            .collect();
+        let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(&objects);
+        let generation = store.next_generation()?;
+        let manifest = Manifest {
+            format: FORMAT_VERSION,
+            generation,
+            created_ms: unix_ms(),
+            objects: objects.len() as u64,
+            graph_generation: self.seen_generation,
+            log_id: self.last_log_id.clone(),
+            chunks: chunks
+                .iter()
+                .map(|(b, crc, n)| ChunkInfo {
+                    objects: *n as u64,
+                    bytes: b.len() as u64,
+                    crc32: *crc,
+                })
+                .collect(),
+        };
+        let bodies: Vec<Vec<u8>> = chunks.into_iter().map(|(b, _, _)| b).collect();
+        let bytes = store.write_snapshot(&manifest, &bodies)?;
+        store.switch(generation, &manifest.log_id)?;
+        store.remove_other_generations(generation)?;
+        for (uid, (_, state)) in self.pending.drain() {
+            match state {
+                Some(o) => {
+                    self.mirror.insert(uid, o);
+                }
+                None => {
+                    self.mirror.remove(&uid);
+                }
+            }
+        }
+        self.acked_generation = self.seen_generation;
+        self.shared
+            .stats
+            .acked_generation
+            .store(self.acked_generation, Ordering::Relaxed);
+        let report = SnapshotReport {
+            generation,
+            objects: manifest.objects,
+            bytes,
+            duration: started.elapsed(),
+        };
+        let stats = &self.shared.stats;
+        stats.snapshots.fetch_add(1, Ordering::Relaxed);
+        stats.last_snapshot_ms.store(unix_ms(), Ordering::Relaxed);
+        stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
+        stats
+            .last_snapshot_objects
+            .store(manifest.objects, Ordering::Relaxed);
+        stats
+            .last_snapshot_micros
+            .store(report.duration.as_micros() as u64, Ordering::Relaxed);
+        tracing::info!(
+            generation,
+            objects = manifest.objects,
+            bytes,
+            seconds = report.duration.as_secs_f64(),
+            "persistence: snapshot written"
+        );
+        self.last_snapshot = Instant::now();
+        self.snapshot_due = false;
+        Ok(report)
+    }
+
+    /// On stop: what is queued is flushed (best effort; the caller bounds the time).
+    fn finish(mut self) {
+        while let Ok(msg) = self.rx.try_recv() {
+            if let Msg::Upsert(..) | Msg::Delete(..) = msg {
+                self.handle(msg);
+            }
+        }
+        self.resolve_dirty();
+        if self.ensure_connected().is_ok()
+            && let Err(e) = self.flush()
+        {
+            self.failed(&e);
+        }
+    }
+}
+
+/// Encodes objects into chunks on all cores: (bytes, crc, objects).
+fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
+    let parts: Vec<&[&Arc<Object>]> = objects.chunks(CHUNK_OBJECTS).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(1);
+    let mut out: Vec<Option<(Vec<u8>, u32, usize)>> = vec![None; parts.len()];
+    std::thread::scope(|s| {
+        for (worker, slots) in out
+            .chunks_mut(parts.len().div_ceil(threads).max(1))
+            .enumerate()
+        {
+            let base = worker * parts.len().div_ceil(threads).max(1);
+            let parts = &parts;
+            s.spawn(move || {
+                for (i, slot) in slots.iter_mut().enumerate() {
+                    let part = parts[base + i];
+                    let (bytes, crc) = codec::encode(part);
+                    *slot = Some((bytes, crc, part.len()));
+                }
+            });
+        }
+    });
+    out.into_iter()
+        .map(|c| c.expect("every chunk encoded"))
+        .collect()
+}
+
+/// Unix time in milliseconds.
+pub(super) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Connects for a one-off task (recovery, export, import).
+pub(super) fn connect(cfg: &RedisConfig) -> Result<Store, StoreError> {
+    let mut s = cfg.connect()?;
+    s.ping()?;
+    Ok(s)
+}
