@@ -426,6 +426,9 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
     Ok(out)
 }
 
+/// A decoded chunk: its index and its objects.
+type DecodedChunk = (usize, Vec<Arc<Object>>);
+
 /// Reads and decodes a generation's chunks, several at a time on separate connections.
 fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>>, RecoverError> {
     let n = manifest.chunks.len();
@@ -434,7 +437,7 @@ fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>
         .clamp(1, 8)
         .min(n.max(1));
     let next = AtomicUsize::new(0);
-    let results: Vec<Result<Vec<(usize, Vec<Arc<Object>>)>, RecoverError>> =
+    let results: Vec<Result<Vec<DecodedChunk>, RecoverError>> =
         std::thread::scope(|s| {
             let handles: Vec<_> = (0..threads)
                 .map(|_| {
@@ -470,7 +473,7 @@ fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>
                 .map(|h| h.join().expect("chunk reader panicked"))
                 .collect()
         });
-    let mut chunks: Vec<(usize, Vec<Arc<Object>>)> = Vec::with_capacity(n);
+    let mut chunks: Vec<DecodedChunk> = Vec::with_capacity(n);
     for r in results {
         chunks.extend(r?);
     }
