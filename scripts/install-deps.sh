@@ -2,6 +2,8 @@
 # Installs what the test suite needs on a fresh Debian machine. Idempotent: each step checks
 # first and does nothing when its tool is already there.
 #   - graphviz (Debian package): the DOT output test renders with `dot`.
+#   - redis-server, redis-sentinel, redis-tools (Debian packages): the persistence tests start
+#     their own Redis servers, sentinels and a cluster on free loopback ports.
 #   - rustfmt and clippy (rustup components): the style gates.
 set -euo pipefail
 
@@ -21,7 +23,7 @@ apt_install() {
   fi
 }
 
-apt_install graphviz
+apt_install graphviz redis-server redis-sentinel redis-tools
 
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^${component}" || rustup component add "$component"

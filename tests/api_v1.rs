@@ -2045,7 +2045,8 @@ async fn answers_follow_the_live_graph() {
     let mut g = Graph::new();
     g.apply(Change::Upsert(pod("a")));
     g.apply(Change::Upsert(pod("b")));
-    let (handle, tx, writer) = astrolabe::ingest::start_with(g, astrolabe::ingest::Options::default());
+    let (handle, tx, writer) =
+        astrolabe::ingest::start_with(g, astrolabe::ingest::Options::default());
     let s = Server::start(handle).await;
     let names_of = |v: &Value| -> Vec<String> {
         v.as_array()

@@ -65,7 +65,11 @@ fn latency_histogram() -> Histogram {
 
 impl Metrics {
     /// A registry with every metric, reading graph figures from `graph` at scrape time.
-    pub fn new(graph: GraphHandle, cache: Arc<super::cache::ResponseCache>) -> Metrics {
+    pub fn new(
+        graph: GraphHandle,
+        cache: Arc<super::cache::ResponseCache>,
+        persistence: Option<crate::persistence::PersistObserver>,
+    ) -> Metrics {
         let mut registry = Registry::default();
         let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram,
@@ -82,6 +86,9 @@ impl Metrics {
             responses.clone(),
         );
         registry.register_collector(Box::new(GraphCollector { graph, cache }));
+        if let Some(p) = persistence {
+            registry.register_collector(Box::new(PersistCollector(p)));
+        }
         Metrics {
             registry,
             duration,
@@ -237,4 +244,111 @@ pub(super) fn last_change_age(stats: &crate::ingest::IngestStats) -> Option<Dura
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
     Some(Duration::from_millis(now.saturating_sub(at)))
+}
+
+/// Persistence figures, read on each scrape.
+#[derive(Debug)]
+struct PersistCollector(crate::persistence::PersistObserver);
+
+impl Collector for PersistCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.0.status();
+        let st = self.0.stats();
+        let now = crate::persistence::unix_ms();
+        let age = |ms: u64| {
+            if ms == 0 {
+                -1.0
+            } else {
+                now.saturating_sub(ms) as f64 / 1000.0
+            }
+        };
+        let gauges: [(&str, &str, f64); 9] = [
+            (
+                "astrolabe_persistence_connected",
+                "1 when the writer has a working Redis connection",
+                f64::from(u8::from(s.connected)),
+            ),
+            (
+                "astrolabe_persistence_queue_depth",
+                "Changes queued for the Redis writer",
+                s.queue_depth as f64,
+            ),
+            (
+                "astrolabe_persistence_dirty_objects",
+                "Objects marked dirty after the queue overflowed",
+                s.dirty as f64,
+            ),
+            (
+                "astrolabe_persistence_flush_seconds",
+                "Duration of the last log write",
+                st.flush_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "astrolabe_persistence_last_flush_age_seconds",
+                "Seconds since the last log write (-1 before any)",
+                age(st.last_flush_ms.load(Ordering::Relaxed)),
+            ),
+            (
+                "astrolabe_persistence_last_snapshot_age_seconds",
+                "Seconds since the last snapshot (-1 before any)",
+                age(st.last_snapshot_ms.load(Ordering::Relaxed)),
+            ),
+            (
+                "astrolabe_persistence_last_snapshot_bytes",
+                "Bytes written by the last snapshot",
+                st.last_snapshot_bytes.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "astrolabe_persistence_last_snapshot_seconds",
+                "Duration of the last snapshot",
+                st.last_snapshot_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "astrolabe_persistence_acked_generation",
+                "The graph generation Redis has acknowledged",
+                st.acked_generation.load(Ordering::Relaxed) as f64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let g = ConstGauge::new(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let counters: [(&str, &str, u64); 6] = [
+            (
+                "astrolabe_persistence_batches",
+                "Log entries written",
+                st.batches.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_objects_written",
+                "Object states written in log entries",
+                st.objects.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_snapshots",
+                "Snapshots written",
+                st.snapshots.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_reconnects",
+                "Reconnections to Redis after a loss",
+                st.reconnects.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_errors",
+                "Failed Redis operations",
+                st.errors.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_overflowed",
+                "Changes that found the queue full (their objects were marked dirty)",
+                st.overflowed.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, value) in counters {
+            let c = ConstCounter::new(value);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+        }
+        Ok(())
+    }
 }

@@ -34,6 +34,7 @@ pub use metrics::Metrics;
 pub use metrics::names as metric_names;
 
 use crate::ingest::GraphHandle;
+use crate::persistence::PersistObserver;
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -63,19 +64,34 @@ struct StateInner {
     graph: GraphHandle,
     metrics: Metrics,
     cache: Arc<cache::ResponseCache>,
+    persistence: Option<PersistObserver>,
     config: ApiConfig,
 }
 
 impl AppState {
     /// State over `graph`.
     pub fn new(graph: GraphHandle, config: ApiConfig) -> AppState {
+        AppState::with_persistence(graph, config, None)
+    }
+
+    /// State over `graph`, reporting on persistence in health and metrics.
+    pub fn with_persistence(
+        graph: GraphHandle,
+        config: ApiConfig,
+        persistence: Option<PersistObserver>,
+    ) -> AppState {
         let cache = Arc::new(cache::ResponseCache::new(config.response_cache_bytes));
         AppState(Arc::new(StateInner {
-            metrics: Metrics::new(graph.clone(), cache.clone()),
+            metrics: Metrics::new(graph.clone(), cache.clone(), persistence.clone()),
             graph,
             cache,
+            persistence,
             config,
         }))
+    }
+
+    pub(crate) fn persistence(&self) -> Option<&PersistObserver> {
+        self.0.persistence.as_ref()
     }
 
     /// The graph.

@@ -40,6 +40,8 @@ pub(super) struct Health {
     generation: u64,
     /// Whether the source's first full load is in the graph.
     synced: bool,
+    /// Whether the graph was restored from persistence at start.
+    restored: bool,
     /// The checks.
     checks: Vec<Check>,
 }
@@ -54,16 +56,17 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
         (g.node_count(), g.edge_count(), g.generation())
     };
     let synced = st.graph().is_synced();
+    let restored = st.graph().is_restored();
     let age = last_change_age(st.graph().stats());
-    let checks = vec![
+    let mut checks = vec![
         Check {
             name: "source",
             status: if synced { "pass" } else { "warn" },
             observed_value: serde_json::json!(synced),
-            details: if synced {
-                "first full load complete"
-            } else {
-                "first full load in progress"
+            details: match (synced, restored) {
+                (true, _) => "first full load complete",
+                (false, true) => "serving the restored state; first full load in progress",
+                (false, false) => "first full load in progress",
             }
             .into(),
         },
@@ -83,6 +86,9 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
             },
         },
     ];
+    if let Some(p) = st.persistence() {
+        checks.push(persistence_check(p));
+    }
     let status = if checks.iter().any(|c| c.status == "fail") {
         "unhealthy"
     } else if checks.iter().any(|c| c.status == "warn") {
@@ -103,9 +109,47 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
             edges,
             generation,
             synced,
+            restored,
             checks,
         },
     )
+}
+
+/// Persistence: connected passes; Redis away (the service runs from memory and catches up
+/// later) warns.
+fn persistence_check(p: &crate::persistence::PersistObserver) -> Check {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = p.status();
+    let stats = p.stats();
+    let age = |ms: u64| {
+        (ms > 0).then(|| {
+            format!(
+                "{:.1} s ago",
+                crate::persistence::unix_ms().saturating_sub(ms) as f64 / 1000.0
+            )
+        })
+    };
+    let mut details = format!(
+        "{}; {} queued, {} dirty; last write {}; last snapshot {}",
+        if s.connected {
+            "connected to Redis"
+        } else {
+            "Redis unreachable: running from memory, will catch up"
+        },
+        s.queue_depth,
+        s.dirty,
+        age(stats.last_flush_ms.load(Relaxed)).unwrap_or_else(|| "never".into()),
+        age(stats.last_snapshot_ms.load(Relaxed)).unwrap_or_else(|| "never".into()),
+    );
+    if let Some(e) = s.last_error.filter(|_| !s.connected) {
+        details.push_str(&format!("; last error: {e}"));
+    }
+    Check {
+        name: "persistence",
+        status: if s.connected { "pass" } else { "warn" },
+        observed_value: serde_json::json!(s.connected),
+        details,
+    }
 }
 
 /// The body of `/healthz`.
@@ -128,11 +172,12 @@ pub(super) async fn healthz() -> Response {
 pub(super) struct Ready {
     /// Whether the service is ready.
     ready: bool,
-    /// Why not, when not.
+    /// Why not, or how (restored but not yet synced).
     reason: Option<&'static str>,
 }
 
-/// Readiness: ready once the source's first full load is in the graph.
+/// Readiness: ready once the source's first full load is in the graph, or at once when the
+/// graph was restored from persistence (answers are then flagged as not synced).
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Ready", body = Ready),
               (status = 503, description = "Not ready yet", body = Ready)))]
@@ -141,6 +186,13 @@ pub(super) async fn readyz(State(st): State<AppState>) -> Response {
         json_ok(&Ready {
             ready: true,
             reason: None,
+        })
+    } else if st.graph().is_restored() {
+        json_ok(&Ready {
+            ready: true,
+            reason: Some(
+                "serving the state restored from persistence; the source's first full load is in progress",
+            ),
         })
     } else {
         json_response(

@@ -39,6 +39,9 @@ pub(super) struct Freshness {
     generation: u64,
     /// Whether the source's first full load is in the graph.
     synced: bool,
+    /// Whether the graph was restored from persistence at start (until `synced`, it may still
+    /// hold objects the source has since deleted).
+    restored: bool,
     /// When the last change was applied (RFC 3339, milliseconds); null before any.
     last_change_at: Option<String>,
 }
@@ -49,6 +52,7 @@ fn freshness(st: &AppState, g: &Graph) -> Freshness {
     Freshness {
         generation: g.generation(),
         synced: st.graph().is_synced(),
+        restored: st.graph().is_restored(),
         last_change_at: (at > 0).then(|| {
             let secs = (at / 1000) as i64;
             let ms = at % 1000;

@@ -1,23 +1,25 @@
-//! `astrolabe serve`: load a source into the graph (on its own thread, through the single
-//! writer) and answer the HTTP API while it loads and after.
+//! `astrolabe serve`: restore the graph from Redis (when persistence is on), load the source into
+//! it through the single writer, and answer the HTTP API all the while.
 //!
-//! Shutdown on SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish
-//! (at most [`GRACE`]), exit 0.
+//! Shutdown on SIGTERM or SIGINT, in order and under one deadline (`--shutdown-timeout`): stop the
+//! source, stop accepting connections and finish requests in flight, let the graph's writer apply
+//! what is queued, write what persistence holds and a final snapshot, exit.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::api::{self, ApiConfig, AppState};
+use crate::graph::{Change, Graph};
 use crate::ingest;
+use crate::persistence::{self, PersistConfig, RedisConfig};
 use crate::relations::Projector;
 use crate::sources::{self, SourceSpec};
-
-/// How long in-flight requests may run after a shutdown signal.
-pub(super) const GRACE: Duration = Duration::from_secs(10);
 
 /// Arguments of `serve`. Every flag can also be set through its environment variable.
 #[derive(Debug, Args)]
@@ -46,6 +48,124 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub allow_annotations: Vec<String>,
+    /// After the demo source's load, keep changing it at about this many changes per second
+    /// (pod restarts, scaling, rollouts, ...); 0 keeps it still.
+    #[arg(long, env = "ASTROLABE_DEMO_CHURN", default_value_t = 0.0)]
+    pub demo_churn: f64,
+    /// `production` requires persistence and a reachable Redis at startup.
+    #[arg(long = "env", env = "ASTROLABE_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
+    /// The longest a shutdown may take (inside Kubernetes' 30 s grace period).
+    #[arg(long, env = "ASTROLABE_SHUTDOWN_TIMEOUT", default_value_t = 25)]
+    pub shutdown_timeout: u64,
+    /// Persistence.
+    #[command(flatten)]
+    pub persistence: PersistArgs,
+}
+
+/// Where the service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    /// Persistence optional; an unreachable Redis degrades the service.
+    Development,
+    /// Persistence on and Redis reachable at startup, or no start.
+    Production,
+}
+
+/// Persistence flags.
+#[derive(Debug, Args)]
+pub struct PersistArgs {
+    /// Write the graph behind to Redis and restore it at startup.
+    #[arg(long, env = "ENABLE_PERSISTENCE", value_parser = clap::builder::BoolishValueParser::new(),
+          default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_persistence: bool,
+    /// Redis: `host:port`, or a `redis://` / `rediss://` URL.
+    #[arg(long, env = "REDIS_ADDR", default_value = "127.0.0.1:6379")]
+    pub redis_addr: String,
+    /// Redis ACL user.
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// Redis password.
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+    /// Redis database number.
+    #[arg(long, env = "REDIS_DB", default_value_t = 0)]
+    pub redis_db: i64,
+    /// Connect to Redis with TLS.
+    #[arg(long, env = "REDIS_TLS", value_parser = clap::builder::BoolishValueParser::new(),
+          default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub redis_tls: bool,
+    /// Sentinels (`host:port`, repeatable or comma-separated); Redis is then the master they
+    /// name.
+    #[arg(long, env = "REDIS_SENTINEL", value_delimiter = ',')]
+    pub redis_sentinel: Vec<String>,
+    /// The master's name at the sentinels.
+    #[arg(long, env = "REDIS_MASTER_NAME", default_value = "mymaster")]
+    pub redis_master_name: String,
+    /// Redis Cluster nodes (`host:port`, repeatable or comma-separated).
+    #[arg(long, env = "REDIS_CLUSTER", value_delimiter = ',')]
+    pub redis_cluster: Vec<String>,
+    /// The cluster's name: the default key prefix is `astrolabe:{NAME}`, so that several
+    /// clusters can share one Redis.
+    #[arg(long, env = "ASTROLABE_CLUSTER_NAME", default_value = "default")]
+    pub cluster_name: String,
+    /// Key prefix; it must contain a `{hash tag}` so that one graph's keys share a slot (one is
+    /// added around the whole prefix when it has none).
+    #[arg(long, env = "ASTROLABE_REDIS_KEY_PREFIX")]
+    pub redis_key_prefix: Option<String>,
+    /// Seconds between periodic snapshots; 0 takes them only at shutdown (and after the first
+    /// full load, and when Redis comes back).
+    #[arg(long, env = "ASTROLABE_SNAPSHOT_INTERVAL", default_value_t = 300)]
+    pub snapshot_interval: u64,
+    /// The longest a change waits before it is written, in milliseconds.
+    #[arg(long, env = "ASTROLABE_FLUSH_INTERVAL_MS", default_value_t = 50)]
+    pub flush_interval_ms: u64,
+    /// Changes taken from the queue per write cycle.
+    #[arg(long, env = "ASTROLABE_BATCH_SIZE", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+}
+
+impl PersistArgs {
+    fn config(&self) -> PersistConfig {
+        let prefix = match &self.redis_key_prefix {
+            Some(p) if p.contains('{') && p.contains('}') => p.clone(),
+            Some(p) => format!("{{{p}}}"),
+            None => format!("astrolabe:{{{}}}", self.cluster_name),
+        };
+        PersistConfig {
+            redis: RedisConfig {
+                addr: self.redis_addr.clone(),
+                username: self.redis_username.clone(),
+                password: self.redis_password.clone(),
+                db: self.redis_db,
+                tls: self.redis_tls,
+                sentinels: self.redis_sentinel.clone(),
+                master_name: self.redis_master_name.clone(),
+                cluster: self.redis_cluster.clone(),
+                prefix,
+                ..RedisConfig::default()
+            },
+            snapshot_interval: Duration::from_secs(self.snapshot_interval),
+            flush_interval: Duration::from_millis(self.flush_interval_ms.max(1)),
+            batch_size: usize::try_from(self.batch_size).unwrap_or(usize::MAX),
+            ..PersistConfig::default()
+        }
+    }
+
+    fn describe(&self) -> String {
+        if !self.redis_cluster.is_empty() {
+            format!("the Redis Cluster at {}", self.redis_cluster.join(","))
+        } else if !self.redis_sentinel.is_empty() {
+            format!(
+                "the master {:?} of the sentinels {}",
+                self.redis_master_name,
+                self.redis_sentinel.join(",")
+            )
+        } else {
+            format!("Redis at {}", self.redis_addr)
+        }
+    }
 }
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
@@ -71,57 +191,153 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         response_cache_bytes: usize::try_from(args.response_cache_mb.saturating_mul(1024 * 1024))
             .unwrap_or(usize::MAX),
     };
+    let persist = &args.persistence;
+    if args.environment == Environment::Production && !persist.enable_persistence {
+        return Err(Failure::usage(
+            "ASTROLABE_ENV=production requires persistence: set ENABLE_PERSISTENCE=true (or --enable-persistence) and REDIS_ADDR",
+        ));
+    }
+    // rustls needs its crypto provider chosen once per process (for rediss://).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    // Restore what Redis holds before serving anything.
+    let mut restored = persistence::Recovered::default();
+    let mut graph = Graph::new();
+    let persist_config = persist.enable_persistence.then(|| persist.config());
+    if let Some(pc) = &persist_config {
+        match persistence::ping(&pc.redis) {
+            Ok(()) => {
+                for w in persistence::hygiene(&pc.redis).unwrap_or_default() {
+                    tracing::warn!("{w}");
+                }
+                let started = Instant::now();
+                match persistence::recover(&pc.redis) {
+                    Ok(r) => {
+                        for o in &r.objects {
+                            graph.apply(Change::Upsert(o.clone()));
+                        }
+                        tracing::info!(
+                            objects = r.objects.len(),
+                            snapshot = ?r.snapshot_generation,
+                            log_entries = r.log_batches,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "restored the graph from Redis"
+                        );
+                        restored = r;
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "the state in Redis cannot be read; starting from the source alone and leaving that data untouched \
+                         until a newer snapshot replaces it"
+                    ),
+                }
+            }
+            Err(e) if args.environment == Environment::Production => {
+                return Err(Failure::runtime(format!(
+                    "ASTROLABE_ENV=production and {} is not reachable: {e}",
+                    persist.describe()
+                )));
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "PERSISTENCE DEGRADED: {} is not reachable; serving from memory, retrying in the background",
+                persist.describe()
+            ),
+        }
+    }
+    let is_restored = !restored.objects.is_empty();
+
     let projector = Projector::new(&args.allow_annotations);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("astrolabe-http")
         .build()
         .map_err(|e| Failure::runtime(format!("starting the runtime: {e}")))?;
+    let shutdown_timeout = Duration::from_secs(args.shutdown_timeout);
     runtime.block_on(async move {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| Failure::runtime(format!("cannot listen on {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Failure::runtime(e.to_string()))?;
-        let (handle, tx, _writer) = ingest::start();
-        let source = spec.clone();
-        std::thread::Builder::new()
-            .name("astrolabe-source".into())
-            .spawn(move || {
-                let started = std::time::Instant::now();
-                match sources::load(&source, &projector, &tx, now_unix()) {
-                    Ok(r) => tracing::info!(
-                        objects = r.objects,
-                        skipped = r.skipped,
-                        seconds = started.elapsed().as_secs_f64(),
-                        "source loaded"
-                    ),
-                    Err(e) => tracing::error!(error = %e, "loading the source failed"),
-                }
-            })
-            .map_err(|e| Failure::runtime(format!("starting the source thread: {e}")))?;
-        tracing::info!(address = %local, source = %args.source, "listening on {local}");
+        let local = listener.local_addr().map_err(|e| Failure::runtime(e.to_string()))?;
+        let (sink, pending) = match persist_config {
+            Some(pc) => {
+                let (sink, pending) = persistence::channel(pc);
+                (Some(sink), Some(pending))
+            }
+            None => (None, None),
+        };
+        let (handle, tx, writer) =
+            ingest::start_with(graph, ingest::Options { persist: sink, restored: is_restored });
+        let persistence = pending.map(|p| p.start(handle.clone(), restored));
+        let observer = persistence.as_ref().map(persistence::Persistence::observer);
+
+        let stop_source = Arc::new(AtomicBool::new(false));
+        let source = {
+            let (spec, stop, churn) = (spec.clone(), stop_source.clone(), args.demo_churn);
+            std::thread::Builder::new()
+                .name("astrolabe-source".into())
+                .spawn(move || {
+                    let started = Instant::now();
+                    match sources::run(&spec, &projector, &tx, now_unix(), churn, &stop) {
+                        Ok(r) => tracing::info!(
+                            objects = r.objects,
+                            skipped = r.skipped,
+                            seconds = started.elapsed().as_secs_f64(),
+                            "source stopped after loading"
+                        ),
+                        Err(e) => tracing::error!(error = %e, "the source failed"),
+                    }
+                })
+                .map_err(|e| Failure::runtime(format!("starting the source thread: {e}")))?
+        };
+        tracing::info!(address = %local, source = %args.source, restored = is_restored, "listening on {local}");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, AppState::new(handle, config), async {
+        let server = tokio::spawn(api::serve(listener, AppState::with_persistence(handle, config, observer), async {
             let _ = stop_rx.await;
         }));
         shutdown_signal().await;
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let deadline = Instant::now() + shutdown_timeout;
+        tracing::info!("shutting down: stopping the source, finishing requests, writing the final snapshot");
+        stop_source.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(());
-        match tokio::time::timeout(GRACE, server).await {
-            Ok(Ok(Ok(()))) => Ok(()),
-            Ok(Ok(Err(e))) => Err(Failure::runtime(format!("serving: {e}"))),
+        let served = match tokio::time::timeout(remaining(deadline), server).await {
+            Ok(Ok(r)) => r.map_err(|e| Failure::runtime(format!("serving: {e}"))),
             Ok(Err(e)) => Err(Failure::runtime(format!("the server task failed: {e}"))),
             Err(_) => {
-                tracing::warn!(
-                    "requests still running after {} s; stopping anyway",
-                    GRACE.as_secs()
-                );
+                tracing::warn!("requests still running at the shutdown deadline; stopping anyway");
                 Ok(())
             }
-        }
+        };
+        tokio::task::spawn_blocking(move || {
+            // The source holds the graph writer's sender: once it is gone, the writer applies
+            // what is queued and stops.
+            wait_until(deadline, || source.is_finished());
+            if source.is_finished() {
+                let _ = source.join();
+                writer.join();
+            }
+            if let Some(p) = persistence {
+                match p.snapshot(remaining(deadline)) {
+                    Ok(r) => tracing::info!(objects = r.objects, bytes = r.bytes, "final snapshot written"),
+                    Err(e) => tracing::warn!(error = %e, "no final snapshot: the log written so far restores the graph"),
+                }
+                p.stop(deadline);
+            }
+        })
+        .await
+        .map_err(|e| Failure::runtime(format!("shutting down: {e}")))?;
+        served
     })
+}
+
+fn remaining(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+fn wait_until(deadline: Instant, done: impl Fn() -> bool) {
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

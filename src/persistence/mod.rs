@@ -9,7 +9,7 @@
 //!
 //! `PERSISTENCE.md` documents the key schema and the guarantees.
 
-mod codec;
+pub mod format;
 mod store;
 mod writer;
 
@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashSet;
 use thiserror::Error;
 
-pub use codec::{FORMAT_VERSION, FormatError, Manifest};
+pub use format::{FORMAT_VERSION, FormatError, Manifest};
 pub use store::{RedisConfig, StoreError};
 
 use crate::ingest::GraphHandle;
@@ -399,8 +399,8 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
             break;
         }
         for (id, bytes, crc) in entries {
-            let batch: codec::Batch =
-                codec::decode(&bytes, crc, &format!("log entry {id}")).map_err(StoreError::from)?;
+            let batch: format::Batch = format::decode(&bytes, crc, &format!("log entry {id}"))
+                .map_err(StoreError::from)?;
             if batch.format != FORMAT_VERSION {
                 return Err(StoreError::from(FormatError::UnknownVersion {
                     found: batch.format,
@@ -409,10 +409,10 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
             }
             for op in batch.ops {
                 match op {
-                    codec::Op::Upsert(o) => {
+                    format::Op::Upsert(o) => {
                         by_uid.insert(o.uid.clone(), o);
                     }
-                    codec::Op::Delete(uid) => {
+                    format::Op::Delete(uid) => {
                         by_uid.remove(&uid);
                     }
                 }
@@ -437,42 +437,41 @@ fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>
         .clamp(1, 8)
         .min(n.max(1));
     let next = AtomicUsize::new(0);
-    let results: Vec<Result<Vec<DecodedChunk>, RecoverError>> =
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let next = &next;
-                    s.spawn(move || {
-                        let mut store = writer::connect(cfg)?;
-                        let mut got = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= n {
-                                return Ok(got);
-                            }
-                            let info = &manifest.chunks[i];
-                            let bytes = store.chunk(manifest.generation, i)?.ok_or(
-                                RecoverError::Incomplete {
-                                    generation: manifest.generation,
-                                    chunk: i,
-                                },
-                            )?;
-                            let objects: Vec<Arc<Object>> = codec::decode(
-                                &bytes,
-                                info.crc32,
-                                &format!("snapshot {} chunk {i}", manifest.generation),
-                            )
-                            .map_err(StoreError::from)?;
-                            got.push((i, objects));
+    let results: Vec<Result<Vec<DecodedChunk>, RecoverError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let next = &next;
+                s.spawn(move || {
+                    let mut store = writer::connect(cfg)?;
+                    let mut got = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n {
+                            return Ok(got);
                         }
-                    })
+                        let info = &manifest.chunks[i];
+                        let bytes = store.chunk(manifest.generation, i)?.ok_or(
+                            RecoverError::Incomplete {
+                                generation: manifest.generation,
+                                chunk: i,
+                            },
+                        )?;
+                        let objects: Vec<Arc<Object>> = format::decode(
+                            &bytes,
+                            info.crc32,
+                            &format!("snapshot {} chunk {i}", manifest.generation),
+                        )
+                        .map_err(StoreError::from)?;
+                        got.push((i, objects));
+                    }
                 })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("chunk reader panicked"))
-                .collect()
-        });
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("chunk reader panicked"))
+            .collect()
+    });
     let mut chunks: Vec<DecodedChunk> = Vec::with_capacity(n);
     for r in results {
         chunks.extend(r?);
@@ -489,6 +488,11 @@ fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>
         .into());
     }
     Ok(objects)
+}
+
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
+    writer::unix_ms()
 }
 
 /// Warnings about how the configured Redis keeps data (nothing on disk, evicting policy).

@@ -18,7 +18,7 @@ use std::time::Duration;
 use redis::{ConnectionLike, IntoConnectionInfo, RedisResult, Value};
 use thiserror::Error;
 
-use super::codec::{self, Batch, FormatError, Manifest};
+use super::format::{self, Batch, FormatError, Manifest};
 
 /// Where Redis is, and how to reach it.
 #[derive(Clone, Debug)]
@@ -182,7 +182,7 @@ impl Store {
 
     /// Appends one batch to the log, atomically (one XADD); returns the entry's id.
     pub fn append(&mut self, batch: &Batch) -> Result<String, StoreError> {
-        let (bytes, crc) = codec::encode(batch);
+        let (bytes, crc) = format::encode(batch);
         let id: String = redis::cmd("XADD")
             .arg(self.key("log"))
             .arg("*")
@@ -226,7 +226,7 @@ impl Store {
             }
             pipe.query::<()>(&mut *self.conn)?;
         }
-        let m = codec::encode_manifest(manifest);
+        let m = format::encode_manifest(manifest);
         written += m.len() as u64;
         let _: () = redis::cmd("SET")
             .arg(self.manifest_key(g))
@@ -303,7 +303,7 @@ impl Store {
                 "generation {generation} is current but has no manifest"
             ))
         })?;
-        Ok(codec::decode_manifest(&bytes)?)
+        Ok(format::decode_manifest(&bytes)?)
     }
 
     /// Chunk `i` of a generation, raw.

@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rand::Rng;
 use rustc_hash::FxHashMap;
 
-use super::codec::{self, Batch, ChunkInfo, FORMAT_VERSION, Manifest, Op};
+use super::format::{self, Batch, ChunkInfo, FORMAT_VERSION, Manifest, Op};
 use super::store::{RedisConfig, Store, StoreError};
 use super::{Msg, PersistConfig, Shared, SnapshotReport};
 use crate::ingest::GraphHandle;
@@ -58,6 +58,8 @@ pub(super) struct Writer {
     next_attempt: Instant,
     last_snapshot: Instant,
     snapshot_due: bool,
+    /// Whether the snapshot after the source's first full load was taken.
+    synced_snapshot: bool,
 }
 
 impl Writer {
@@ -68,7 +70,6 @@ impl Writer {
         shared: Arc<Shared>,
         restored: super::Recovered,
     ) -> Writer {
-        let snapshot_due = !restored.from_snapshot;
         Writer {
             backoff: cfg.reconnect_min,
             cfg,
@@ -89,7 +90,8 @@ impl Writer {
             last_log_id: restored.log_id,
             next_attempt: Instant::now(),
             last_snapshot: Instant::now(),
-            snapshot_due,
+            snapshot_due: false,
+            synced_snapshot: false,
         }
     }
 
@@ -187,6 +189,12 @@ impl Writer {
 
     /// Periodic work: overflowed objects, the flush, snapshots, reconnection.
     fn tick(&mut self) {
+        if !self.synced_snapshot && self.graph.is_synced() {
+            // The first complete image, so that the next start reads one snapshot instead of the
+            // whole log.
+            self.synced_snapshot = true;
+            self.snapshot_due = true;
+        }
         self.resolve_dirty();
         if self.rx.is_empty() {
             self.floors.clear();
@@ -426,7 +434,7 @@ fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
             s.spawn(move || {
                 for (i, slot) in slots.iter_mut().enumerate() {
                     let part = parts[base + i];
-                    let (bytes, crc) = codec::encode(part);
+                    let (bytes, crc) = format::encode(part);
                     *slot = Some((bytes, crc, part.len()));
                 }
             });

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::graph::Change;
+use crate::graph::{Change, ListScope};
 use crate::ingest::{Event, EventSender};
 use crate::model::Uid;
 use crate::relations::{ProjectError, Projector};
@@ -105,14 +105,39 @@ pub enum SourceError {
     WriterGone,
 }
 
-/// Reads the whole source once, sends every object, then [`Event::Synced`].
+/// Reads the whole source once and sends every object, as one full list of everything (so that
+/// objects that vanished since a restored state are deleted), then [`Event::Synced`].
+///
+/// The demo cluster is anchored at midnight UTC of `now`'s day rather than at `now` itself, so
+/// that a restart on the same day regenerates exactly the same objects.
 pub fn load(
     spec: &SourceSpec,
     projector: &Projector,
     tx: &EventSender,
     now: i64,
 ) -> Result<LoadReport, SourceError> {
+    run(
+        spec,
+        projector,
+        tx,
+        now,
+        0.0,
+        &std::sync::atomic::AtomicBool::new(true),
+    )
+}
+
+/// Like [`load`]; then, for the demo source with `churn_per_second > 0`, keeps sending realistic
+/// changes at about that rate until `stop` is set.
+pub fn run(
+    spec: &SourceSpec,
+    projector: &Projector,
+    tx: &EventSender,
+    now: i64,
+    churn_per_second: f64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<LoadReport, SourceError> {
     let mut report = LoadReport::default();
+    let gone = || SourceError::WriterGone;
     let send = |v: &serde_json::Value, origin: &dyn Fn() -> String, report: &mut LoadReport| {
         match projector.project(v) {
             Ok(obj) => {
@@ -125,18 +150,23 @@ pub fn load(
             }
         }
     };
+    if !tx.change(Change::ListStart(ListScope::everything())) {
+        return Err(gone());
+    }
+    let mut cluster = None;
     match spec {
         SourceSpec::Demo { objects } => {
-            let cluster = demo::DemoCluster::new(demo::DemoConfig {
+            let c = demo::DemoCluster::new(demo::DemoConfig {
                 objects: *objects,
-                now,
+                now: now - now.rem_euclid(86_400),
                 ..demo::DemoConfig::default()
             });
-            for (i, v) in cluster.objects().enumerate() {
+            for (i, v) in c.objects().enumerate() {
                 if !send(&v, &|| format!("demo object {i}"), &mut report) {
-                    return Err(SourceError::WriterGone);
+                    return Err(gone());
                 }
             }
+            cluster = Some(c);
         }
         SourceSpec::Path(path) => {
             let loaded = file::load_path(path)?;
@@ -146,15 +176,53 @@ pub fn load(
             }
             for l in loaded.objects {
                 if !send(&l.object, &|| l.origin.to_string(), &mut report) {
-                    return Err(SourceError::WriterGone);
+                    return Err(gone());
                 }
             }
         }
     }
-    if !tx.send(Event::Synced) {
-        return Err(SourceError::WriterGone);
+    if !tx.change(Change::ListComplete(ListScope::everything())) || !tx.send(Event::Synced) {
+        return Err(gone());
+    }
+    if let Some(mut c) = cluster.filter(|_| churn_per_second > 0.0) {
+        churn(&mut c, projector, tx, churn_per_second, stop)?;
     }
     Ok(report)
+}
+
+/// Sends demo churn at about `per_second` changes per second until `stop` is set.
+fn churn(
+    cluster: &mut demo::DemoCluster,
+    projector: &Projector,
+    tx: &EventSender,
+    per_second: f64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<(), SourceError> {
+    let started = std::time::Instant::now();
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        for ev in cluster.step() {
+            match demo_change(&ev, projector) {
+                Ok(c) => {
+                    if !tx.change(c) {
+                        return Err(SourceError::WriterGone);
+                    }
+                    sent += 1;
+                }
+                Err(e) => tracing::warn!(error = %e, "skipped a demo change"),
+            }
+        }
+        // Pace to the rate: wait until the next change is due, in short naps so that a stop is
+        // noticed at once.
+        let due = std::time::Duration::from_secs_f64(sent as f64 / per_second);
+        while let Some(wait) = due.checked_sub(started.elapsed()) {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
+            }
+            std::thread::sleep(wait.min(std::time::Duration::from_millis(50)));
+        }
+    }
+    Ok(())
 }
 
 /// The change a demo churn event stands for.

@@ -96,7 +96,7 @@ pub struct Batch {
 }
 
 /// MessagePack (named fields), LZ4-compressed, with the CRC-32 of the compressed bytes.
-pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
     let packed = rmp_serde::to_vec_named(value).expect("our types always serialise");
     let compressed = lz4_flex::compress_prepend_size(&packed);
     let crc = crc32fast::hash(&compressed);
@@ -104,7 +104,7 @@ pub(super) fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
 }
 
 /// The inverse of [`encode`], checking the checksum first.
-pub(super) fn decode<T: for<'de> Deserialize<'de>>(
+pub fn decode<T: for<'de> Deserialize<'de>>(
     bytes: &[u8],
     crc: u32,
     what: &str,
@@ -129,7 +129,7 @@ pub(super) fn decode<T: for<'de> Deserialize<'de>>(
 
 /// A manifest's bytes: its own checksum comes first, so that a torn or foreign value is caught
 /// before anything is trusted.
-pub(super) fn encode_manifest(m: &Manifest) -> Vec<u8> {
+pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
     let (body, crc) = encode(m);
     let mut out = crc.to_be_bytes().to_vec();
     out.extend_from_slice(&body);
@@ -137,7 +137,7 @@ pub(super) fn encode_manifest(m: &Manifest) -> Vec<u8> {
 }
 
 /// Reads a manifest written by [`encode_manifest`], refusing unknown format versions.
-pub(super) fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
+pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
     let Some((crc, body)) = bytes.split_first_chunk::<4>() else {
         return Err(FormatError::Decode {
             what: "manifest".into(),
