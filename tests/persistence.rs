@@ -338,9 +338,10 @@ fn unreadable_data_is_reported_and_left_untouched() {
     let good_chunk: Vec<u8> = redis::cmd("GET").arg(&chunk_key).query(&mut c).unwrap();
     let manifest = persistence::format::decode_manifest(&good_manifest).unwrap();
 
-    let mut future = manifest.clone();
+    let mut future = manifest;
     future.format = 99;
-    let cases: Vec<(&str, Box<dyn Fn(&mut redis::Connection)>, &str)> = vec![
+    type Corruption<'a> = Box<dyn Fn(&mut redis::Connection) + 'a>;
+    let cases: Vec<(&str, Corruption, &str)> = vec![
         (
             "unknown version",
             Box::new(|c| {
