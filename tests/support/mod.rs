@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub mod http;
+pub mod process;
 pub mod redis;
 
 use astrolabe::graph::{Change, Graph, ListScope};

@@ -38,6 +38,20 @@ impl RedisServer {
         s
     }
 
+    /// A new server on a given port.
+    pub fn start_on(port: u16) -> RedisServer {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut s = RedisServer {
+            child: None,
+            port,
+            dir,
+            _tmp: Some(tmp),
+        };
+        s.spawn(&[]);
+        s
+    }
+
     /// A new server started with extra configuration arguments (`--name value` pairs).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let tmp = tempfile::tempdir().unwrap();

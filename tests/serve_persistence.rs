@@ -1,0 +1,346 @@
+//! `astrolabe serve` with persistence, as a process, against real `redis-server` processes:
+//! a graceful restart comes back with exactly the same graph; a SIGKILL during a stream of
+//! changes leaves exactly a state the writer acknowledged, and the source's full lists then bring
+//! the graph back to the source's state; production mode refuses to start without Redis;
+//! development mode runs degraded while Redis is away and catches up when it returns.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use astrolabe::graph::{Change, Graph, ListScope};
+use astrolabe::persistence::{self, RedisConfig};
+use astrolabe::relations::Projector;
+use astrolabe::sources::demo::{DemoCluster, DemoConfig};
+use astrolabe::sources::demo_change;
+use serde_json::Value;
+use support::process::{Proc, get, signal, start, wait_exit, wait_ready};
+use support::redis::{RedisServer, free_port};
+
+fn redis_config(redis: &RedisServer) -> RedisConfig {
+    RedisConfig {
+        addr: redis.addr(),
+        prefix: "astrolabe:{default}".into(),
+        ..RedisConfig::default()
+    }
+}
+
+fn serve(redis_addr: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--enable-persistence",
+        "--redis-addr",
+        redis_addr,
+    ];
+    args.extend_from_slice(extra);
+    start(&args, &[])
+}
+
+/// The graph's nodes and edges as sets of readable strings, from `/api/v2/graph`.
+fn graph_of(addr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (status, g) = get(addr, "/api/v2/graph");
+    assert_eq!(status, 200);
+    let nodes = g["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| node_line(n))
+        .collect();
+    let edges = g["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| format!("{} {} {}", e["from"], e["type"], e["to"]))
+        .collect();
+    (nodes, edges)
+}
+
+fn node_line(n: &Value) -> String {
+    format!(
+        "{} {}/{}/{} {} {} rv={}",
+        n["uid"],
+        n["kind"],
+        n["namespace"],
+        n["name"],
+        n["status"],
+        n["message"],
+        n["resourceVersion"]
+    )
+}
+
+/// The graph built from what Redis holds.
+fn recovered_graph(cfg: &RedisConfig) -> (Graph, persistence::Recovered) {
+    let r = persistence::recover(cfg).expect("recovers");
+    let mut g = Graph::new();
+    for o in &r.objects {
+        g.apply(Change::Upsert(o.clone()));
+    }
+    (g, r)
+}
+
+/// The demo as `serve` builds it today (anchored at midnight UTC).
+fn demo_config(objects: usize) -> DemoConfig {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    DemoConfig {
+        objects,
+        now: now - now.rem_euclid(86_400),
+        ..DemoConfig::default()
+    }
+}
+
+fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !ok() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_graceful_restart_restores_the_same_graph() {
+    let redis = RedisServer::start();
+    let p = serve(&redis.addr(), &["--source", "demo:500"]);
+    wait_ready(&p.addr);
+    let before = graph_of(&p.addr);
+    let (_, releases_before) = get(&p.addr, "/api/v2/releases");
+    signal(&p, "-TERM");
+    let (code, log) = wait_exit(p);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("final snapshot written"), "{log}");
+
+    // What Redis holds is exactly the graph that was served.
+    let (restored, r) = recovered_graph(&redis_config(&redis));
+    assert!(
+        r.from_snapshot && r.log_batches == 0,
+        "the final snapshot holds everything"
+    );
+    let restored_nodes: BTreeSet<String> = restored
+        .canonical()
+        .0
+        .iter()
+        .map(|o| node_line(&serde_json::to_value(astrolabe::view::NodeView::new(o)).unwrap()))
+        .collect();
+    assert_eq!(restored_nodes, before.0, "nodes restored from Redis");
+
+    let p = serve(&redis.addr(), &["--source", "demo:500"]);
+    let (_, health) = get(&p.addr, "/health");
+    assert_eq!(health["restored"], true);
+    wait_ready(&p.addr);
+    let after = graph_of(&p.addr);
+    assert_eq!(
+        after, before,
+        "same nodes (statuses included) and edges after the restart"
+    );
+    let (_, releases_after) = get(&p.addr, "/api/v2/releases");
+    assert_eq!(
+        releases_after["items"], releases_before["items"],
+        "same releases"
+    );
+    signal(&p, "-TERM");
+    assert_eq!(wait_exit(p).0, Some(0));
+}
+
+#[test]
+fn a_crash_during_changes_leaves_an_acknowledged_state_and_the_source_repairs_the_rest() {
+    let redis = RedisServer::start();
+    let objects = 600;
+    let p = serve(
+        &redis.addr(),
+        &[
+            "--source",
+            &format!("demo:{objects}"),
+            "--demo-churn",
+            "400",
+            "--flush-interval-ms",
+            "5",
+        ],
+    );
+    wait_ready(&p.addr);
+    // Let changes stream for a while, then SIGKILL: no shutdown at all.
+    let g0 = get(&p.addr, "/api/v2/kinds").1["freshness"]["generation"]
+        .as_u64()
+        .unwrap();
+    wait_for("changes applied", Duration::from_secs(30), || {
+        get(&p.addr, "/api/v2/kinds").1["freshness"]["generation"]
+            .as_u64()
+            .unwrap()
+            > g0 + 300
+    });
+    let mut p = p;
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+
+    // Redis holds exactly the graph at the generation of the last acknowledged write: replay the
+    // same (deterministic) changes offline up to that generation and compare.
+    let (restored, r) = recovered_graph(&redis_config(&redis));
+    assert!(r.graph_generation > 0);
+    let projector = Projector::default();
+    let mut offline = Graph::new();
+    let mut cluster = DemoCluster::new(demo_config(objects));
+    let mut changes: Vec<Change> = vec![Change::ListStart(ListScope::everything())];
+    changes.extend(
+        cluster
+            .objects()
+            .map(|v| Change::Upsert(Arc::new(projector.project(&v).unwrap()))),
+    );
+    changes.push(Change::ListComplete(ListScope::everything()));
+    'replay: loop {
+        for c in changes.drain(..) {
+            offline.apply(c);
+            if offline.generation() == r.graph_generation {
+                break 'replay;
+            }
+            assert!(
+                offline.generation() < r.graph_generation,
+                "replay passed generation {}",
+                r.graph_generation
+            );
+        }
+        changes = cluster
+            .step()
+            .iter()
+            .map(|e| demo_change(e, &projector).unwrap())
+            .collect();
+    }
+    assert_eq!(
+        restored.canonical(),
+        offline.canonical(),
+        "exactly the state at generation {}",
+        r.graph_generation
+    );
+
+    // Restarted without changes: served warm at once, then exactly the source's state (what the
+    // churn created is gone, what it deleted is back).
+    let p = serve(&redis.addr(), &["--source", &format!("demo:{objects}")]);
+    wait_ready(&p.addr);
+    wait_for("synced", Duration::from_secs(30), || {
+        get(&p.addr, "/readyz").1["reason"].is_null()
+    });
+    let served = graph_of(&p.addr);
+    let mut source = Graph::new();
+    for v in DemoCluster::new(demo_config(objects)).objects() {
+        source.apply(Change::Upsert(Arc::new(projector.project(&v).unwrap())));
+    }
+    let source_nodes: BTreeSet<String> = source
+        .canonical()
+        .0
+        .iter()
+        .map(|o| o.uid.to_string())
+        .collect();
+    let served_nodes: BTreeSet<String> = served
+        .0
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().trim_matches('"').to_string())
+        .collect();
+    assert_eq!(served_nodes, source_nodes, "zero ghosts, zero missing");
+    signal(&p, "-TERM");
+    assert_eq!(wait_exit(p).0, Some(0));
+}
+
+#[test]
+fn production_mode_refuses_to_start_without_persistence_or_redis() {
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_astrolabe"))
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = run(
+        &[("ASTROLABE_ENV", "production")],
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(2));
+    assert!(err.contains("requires persistence"), "{err}");
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let (code, err) = run(
+        &[
+            ("ASTROLABE_ENV", "production"),
+            ("ENABLE_PERSISTENCE", "true"),
+            ("REDIS_ADDR", &nowhere),
+        ],
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("not reachable") && err.contains(&nowhere),
+        "{err}"
+    );
+}
+
+#[test]
+fn development_mode_runs_degraded_while_redis_is_away_and_catches_up() {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = serve(&addr, &["--source", "demo:400"]);
+    wait_ready(&p.addr);
+    let (_, health) = get(&p.addr, "/health");
+    assert_eq!(health["status"], "degraded");
+    let check = health["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "persistence")
+        .unwrap()
+        .clone();
+    assert_eq!(check["status"], "warn");
+    assert!(check["details"].as_str().unwrap().contains("unreachable"));
+    // Redis appears on the configured port: the writer connects and catches up.
+    let redis = RedisServer::start_on(port);
+    wait_for("healthy again", Duration::from_secs(30), || {
+        get(&p.addr, "/health").1["status"] == "healthy"
+    });
+    wait_for("snapshot written", Duration::from_secs(30), || {
+        persistence::recover(&redis_config(&redis)).is_ok_and(|r| r.from_snapshot)
+    });
+    let (restored, _) = recovered_graph(&redis_config(&redis));
+    let served = graph_of(&p.addr);
+    let restored_uids: BTreeSet<String> = restored
+        .canonical()
+        .0
+        .iter()
+        .map(|o| o.uid.to_string())
+        .collect();
+    let served_uids: BTreeSet<String> = served
+        .0
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().trim_matches('"').to_string())
+        .collect();
+    assert_eq!(
+        restored_uids, served_uids,
+        "Redis caught up with the whole graph"
+    );
+    let metrics = reqwest_text(&p.addr, "/metrics");
+    assert!(
+        metrics.contains("astrolabe_persistence_connected 1"),
+        "{metrics}"
+    );
+    signal(&p, "-TERM");
+    assert_eq!(wait_exit(p).0, Some(0));
+}
+
+fn reqwest_text(addr: &str, path: &str) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        reqwest::get(format!("http://{addr}{path}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    })
+}
