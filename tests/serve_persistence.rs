@@ -48,7 +48,7 @@ fn graph_of(addr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| node_line(n))
+        .map(node_line)
         .collect();
     let edges = g["edges"]
         .as_array()
