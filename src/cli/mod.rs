@@ -1,17 +1,22 @@
-//! The command line: `astrolabe inspect SOURCE [filters] [--output table|json|dot]`.
+//! The command line: `astrolabe inspect SOURCE [filters] [--output table|json|dot]`,
+//! `astrolabe serve [flags]`, `astrolabe snapshot export|import`.
 //!
 //! Exit codes: 0 success, 1 the source or the named object could not be found or read, 2 a usage
 //! error (bad flag, selector, kind or object path).
 
 mod inspect;
+mod redis;
 mod serve;
+mod snapshot;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 pub use inspect::InspectArgs;
+pub use redis::RedisArgs;
 pub use serve::ServeArgs;
+pub use snapshot::{SnapshotAction, SnapshotArgs};
 
 /// Command-line interface.
 #[derive(Debug, Parser)]
@@ -38,6 +43,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Serve the HTTP API (v1 compatibility, v2 graph queries, health, metrics) over a source.
     Serve(ServeArgs),
+    /// Back up the graph kept in Redis to a file, or restore it from one.
+    Snapshot(SnapshotArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -70,7 +77,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
         Command::Serve(_) => "info",
-        Command::Inspect(_) => "warn",
+        Command::Inspect(_) | Command::Snapshot(_) => "warn",
     };
     init_logging(cli.log.as_deref().unwrap_or(default_log));
     let result = match cli.command {
@@ -80,6 +87,11 @@ pub fn main() -> ExitCode {
             inspect::run(&args, &mut out)
         }
         Command::Serve(args) => serve::run(&args),
+        Command::Snapshot(args) => {
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            snapshot::run(&args, &mut out)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

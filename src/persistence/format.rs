@@ -151,6 +151,57 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
     Ok(m)
 }
 
+/// The first bytes of a snapshot file (`astrolabe snapshot export`).
+pub const FILE_MAGIC: &[u8; 8] = b"ASTRSNP1";
+
+/// A snapshot as a file: the objects, and where they came from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotFile {
+    /// [`FORMAT_VERSION`] when written.
+    pub format: u32,
+    /// Unix milliseconds when exported.
+    pub created_ms: u64,
+    /// The key prefix exported from.
+    pub prefix: String,
+    /// The objects.
+    pub objects: Vec<Arc<Object>>,
+}
+
+/// The bytes of a snapshot file: magic, CRC-32 of the rest, then the encoded [`SnapshotFile`].
+pub fn encode_file(f: &SnapshotFile) -> Vec<u8> {
+    let (body, crc) = encode(f);
+    let mut out = FILE_MAGIC.to_vec();
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Whether `bytes` start like a snapshot file.
+pub fn is_file(bytes: &[u8]) -> bool {
+    bytes.starts_with(FILE_MAGIC)
+}
+
+/// Reads a snapshot file, refusing a bad checksum or an unknown format version.
+pub fn decode_file(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
+    let rest = bytes
+        .strip_prefix(FILE_MAGIC.as_slice())
+        .ok_or_else(|| FormatError::Decode {
+            what: "snapshot file".into(),
+            reason: "not a snapshot file".into(),
+        })?;
+    let Some((crc, body)) = rest.split_first_chunk::<4>() else {
+        return Err(FormatError::Decode {
+            what: "snapshot file".into(),
+            reason: "truncated".into(),
+        });
+    };
+    let f: SnapshotFile = decode(body, u32::from_be_bytes(*crc), "snapshot file")?;
+    if f.format != FORMAT_VERSION {
+        return Err(FormatError::UnknownVersion { found: f.format });
+    }
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

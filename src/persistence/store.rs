@@ -367,6 +367,35 @@ impl Store {
         Ok(out)
     }
 
+    /// The id of the newest log entry ("0-0" when empty or absent).
+    pub fn last_log_id(&mut self) -> Result<String, StoreError> {
+        let v: Value = redis::cmd("XREVRANGE")
+            .arg(self.key("log"))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut *self.conn)?;
+        match v {
+            Value::Array(entries) => match entries.into_iter().next() {
+                None => Ok("0-0".into()),
+                Some(e) => {
+                    let (id, _): (String, Value) = redis::from_redis_value(e).map_err(|_| {
+                        StoreError::Foreign(format!(
+                            "{} is not a stream of batches",
+                            self.key("log")
+                        ))
+                    })?;
+                    Ok(id)
+                }
+            },
+            _ => Err(StoreError::Foreign(format!(
+                "{} is not a stream of batches",
+                self.key("log")
+            ))),
+        }
+    }
+
     /// Entries in the log.
     pub fn log_len(&mut self) -> Result<u64, StoreError> {
         let n: u64 = redis::cmd("XLEN")

@@ -418,7 +418,7 @@ impl Writer {
 }
 
 /// Encodes objects into chunks on all cores: (bytes, crc, objects).
-fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
+pub(super) fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
     let parts: Vec<&[&Arc<Object>]> = objects.chunks(CHUNK_OBJECTS).collect();
     let threads = std::thread::available_parallelism()
         .map_or(2, |n| n.get())

@@ -26,7 +26,7 @@ pub enum SourceSpec {
         /// Approximate object count.
         objects: usize,
     },
-    /// A manifest file or a directory of them.
+    /// A manifest file or a directory of them, or a snapshot file (`astrolabe snapshot export`).
     Path(PathBuf),
 }
 
@@ -100,6 +100,9 @@ pub enum SourceError {
     /// The file source failed.
     #[error(transparent)]
     File(#[from] file::FileSourceError),
+    /// The snapshot file could not be read.
+    #[error(transparent)]
+    Snapshot(#[from] crate::persistence::BackupError),
     /// The writer stopped while the source was sending.
     #[error("the graph writer stopped")]
     WriterGone,
@@ -167,6 +170,16 @@ pub fn run(
                 }
             }
             cluster = Some(c);
+        }
+        SourceSpec::Path(path) if crate::persistence::is_snapshot_file(path) => {
+            // A backup (`astrolabe snapshot export`): objects already projected.
+            report.files = 1;
+            for o in crate::persistence::read_file(path)? {
+                report.objects += 1;
+                if !tx.change(Change::Upsert(o)) {
+                    return Err(gone());
+                }
+            }
         }
         SourceSpec::Path(path) => {
             let loaded = file::load_path(path)?;
