@@ -80,6 +80,9 @@ pub enum StoreError {
 pub struct Store {
     conn: Box<dyn ConnectionLike + Send>,
     prefix: String,
+    /// Whether the connection takes pipelines (the redis crate's cluster connection does not; its
+    /// commands go one by one, each routed to the slot's node).
+    pipelines: bool,
 }
 
 impl RedisConfig {
@@ -147,6 +150,7 @@ impl RedisConfig {
         Ok(Store {
             conn,
             prefix: self.prefix.clone(),
+            pipelines: self.cluster.is_empty(),
         })
     }
 }
@@ -215,16 +219,28 @@ impl Store {
             .query(&mut *self.conn)?;
         let mut written = 0u64;
         // A few chunks per round trip: they are large, and a pipeline is buffered whole.
-        for (start, group) in chunks.chunks(4).enumerate().map(|(i, c)| (i * 4, c)) {
-            let mut pipe = redis::pipe();
-            for (offset, bytes) in group.iter().enumerate() {
-                pipe.cmd("SET")
-                    .arg(self.chunk_key(g, start + offset))
-                    .arg(bytes)
-                    .ignore();
-                written += bytes.len() as u64;
+        let per_trip = if self.pipelines { 4 } else { 1 };
+        for (start, group) in chunks
+            .chunks(per_trip)
+            .enumerate()
+            .map(|(i, c)| (i * per_trip, c))
+        {
+            if self.pipelines {
+                let mut pipe = redis::pipe();
+                for (offset, bytes) in group.iter().enumerate() {
+                    pipe.cmd("SET")
+                        .arg(self.chunk_key(g, start + offset))
+                        .arg(bytes)
+                        .ignore();
+                }
+                pipe.query::<()>(&mut *self.conn)?;
+            } else {
+                let _: () = redis::cmd("SET")
+                    .arg(self.chunk_key(g, start))
+                    .arg(&group[0])
+                    .query(&mut *self.conn)?;
             }
-            pipe.query::<()>(&mut *self.conn)?;
+            written += group.iter().map(|b| b.len() as u64).sum::<u64>();
         }
         let m = format::encode_manifest(manifest);
         written += m.len() as u64;

@@ -31,6 +31,11 @@ use super::{Msg, PersistConfig, Shared, SnapshotReport};
 use crate::ingest::GraphHandle;
 use crate::model::{Object, Uid};
 
+/// How long the connection may sit idle before a PING checks it: a Redis that restarted (and may
+/// have lost its last second of writes) is noticed, reconnected to and repaired by a snapshot
+/// even when no change is waiting to be written.
+const KEEPALIVE: Duration = Duration::from_secs(1);
+
 /// Objects per snapshot chunk: chunks load in parallel.
 const CHUNK_OBJECTS: usize = 25_000;
 
@@ -58,6 +63,8 @@ pub(super) struct Writer {
     next_attempt: Instant,
     last_snapshot: Instant,
     snapshot_due: bool,
+    /// The last time Redis answered.
+    last_contact: Instant,
     /// Whether the snapshot after the source's first full load was taken.
     synced_snapshot: bool,
 }
@@ -91,6 +98,7 @@ impl Writer {
             next_attempt: Instant::now(),
             last_snapshot: Instant::now(),
             snapshot_due: false,
+            last_contact: Instant::now(),
             synced_snapshot: false,
         }
     }
@@ -209,11 +217,17 @@ impl Writer {
             self.snapshot().map(|_| ())
         } else if self.snapshot_due || periodic {
             self.flush().and_then(|()| self.snapshot().map(|_| ()))
+        } else if self.pending.is_empty() {
+            if self.last_contact.elapsed() < KEEPALIVE {
+                return;
+            }
+            self.store.as_mut().map_or(Ok(()), Store::ping)
         } else {
             self.flush()
         };
-        if let Err(e) = result {
-            self.failed(&e);
+        match result {
+            Ok(()) => self.last_contact = Instant::now(),
+            Err(e) => self.failed(&e),
         }
     }
 

@@ -20,53 +20,41 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl RedisServer {
     /// A new server in a new temporary directory.
     pub fn start() -> RedisServer {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let mut s = RedisServer {
-            child: None,
-            port: free_port(),
-            dir,
-            _tmp: Some(tmp),
-        };
-        s.spawn(&[]);
-        s
+        RedisServer::start_at(free_port(), &[])
     }
 
     /// A new server on a given port.
     pub fn start_on(port: u16) -> RedisServer {
+        RedisServer::start_at(port, &[])
+    }
+
+    /// A new server started with extra configuration arguments (`--name value` pairs), which
+    /// restarts keep.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        RedisServer::start_at(free_port(), extra)
+    }
+
+    fn start_at(port: u16, extra: &[&str]) -> RedisServer {
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
         let mut s = RedisServer {
             child: None,
             port,
-            dir,
+            dir: tmp.path().to_path_buf(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             _tmp: Some(tmp),
         };
-        s.spawn(&[]);
+        s.spawn();
         s
     }
 
-    /// A new server started with extra configuration arguments (`--name value` pairs).
-    pub fn start_with(extra: &[&str]) -> RedisServer {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let mut s = RedisServer {
-            child: None,
-            port: free_port(),
-            dir,
-            _tmp: Some(tmp),
-        };
-        s.spawn(extra);
-        s
-    }
-
-    fn spawn(&mut self, extra: &[&str]) {
+    fn spawn(&mut self) {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -87,7 +75,7 @@ impl RedisServer {
                 "no",
             ])
             .args(["--logfile", "redis.log"])
-            .args(extra)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -145,7 +133,7 @@ impl RedisServer {
     /// Starts again on the same port and directory (what AOF kept is loaded).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn(&[]);
+        self.spawn();
     }
 
     /// The server's log, for failure messages.
@@ -157,5 +145,145 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A `redis-sentinel` process watching one master (quorum 1, down after one second), with its
+/// configuration file in its own temporary directory.
+pub struct Sentinel {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    pub fn start(master_name: &str, master: &RedisServer) -> Sentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\nprotected-mode no\ndir {dir}\nlogfile sentinel.log\n\
+                 sentinel monitor {master_name} 127.0.0.1 {mport} 1\n\
+                 sentinel down-after-milliseconds {master_name} 1000\n\
+                 sentinel failover-timeout {master_name} 10000\n\
+                 sentinel parallel-syncs {master_name} 1\n",
+                dir = dir.path().display(),
+                mport = master.port,
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-sentinel")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-sentinel is installed (scripts/install-deps.sh installs it)");
+        let s = Sentinel {
+            child: Some(child),
+            port,
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while s.query::<String>(&["PING"]).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sentinel did not start: {}",
+                s.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A command to the sentinel.
+    pub fn query<T: redis::FromRedisValue>(&self, args: &[&str]) -> redis::RedisResult<T> {
+        let client = redis::Client::open(format!("redis://{}", self.addr()))?;
+        let mut c = client.get_connection_with_timeout(Duration::from_millis(500))?;
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut c)
+    }
+
+    /// The master's port, as the sentinel names it now.
+    pub fn master_port(&self, master_name: &str) -> u16 {
+        let (_, port): (String, String) = self
+            .query(&["SENTINEL", "get-master-addr-by-name", master_name])
+            .unwrap();
+        port.parse().unwrap()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sentinel.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A local Redis Cluster of `masters` masters and no replicas, made with `redis-cli --cluster
+/// create`, each node a [`RedisServer`] (AOF on, `nodes.conf` in its directory).
+pub fn start_cluster(masters: usize) -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..masters)
+        .map(|_| {
+            RedisServer::start_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])
+        })
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(nodes.iter().map(RedisServer::addr))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli is installed (scripts/install-deps.sh installs redis-tools)");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster create: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_cluster_ok(&nodes);
+    nodes
+}
+
+/// Waits until every node reports `cluster_state:ok`.
+pub fn wait_cluster_ok(nodes: &[RedisServer]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in nodes {
+        loop {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query(&mut n.client())
+                .unwrap_or_default();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cluster not ok on {}: {info}",
+                n.addr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
