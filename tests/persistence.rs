@@ -191,6 +191,64 @@ fn everything_written_behind_is_recovered_exactly() {
 }
 
 #[test]
+fn a_large_batch_is_one_log_entry_in_parts_and_a_bad_part_fails_the_whole_recovery() {
+    let mut redis = RedisServer::start();
+    let cfg = config(&redis, "parts");
+    // Redis is away until everything is pending, so that the first write is one batch of
+    // thousands (never having connected, the writer has no reason to snapshot instead).
+    redis.kill();
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    for c in demo(6000, &mut cluster) {
+        rig.send(c);
+    }
+    rig.drain();
+    redis.restart();
+    rig.flush(Duration::from_secs(20));
+    assert_recovers_exactly(&cfg.redis, &rig.graph);
+    let mut c = redis.client();
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
+        .arg("astrolabe:{parts}:log")
+        .arg("-")
+        .arg("+")
+        .query(&mut c)
+        .unwrap();
+    let widest = entries.iter().map(|(_, f)| f.len() / 2).max().unwrap_or(0);
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
+        assert!(
+            widest >= 2,
+            "a batch of thousands is encoded in parts on several cores: {widest} part(s) at most"
+        );
+    }
+    // An entry whose second part does not match its checksum: recovery refuses it, names it,
+    // and deletes nothing.
+    let id: String = redis::cmd("XADD")
+        .arg("astrolabe:{parts}:log")
+        .arg("*")
+        .arg("b")
+        .arg(&entries[0].1[0].1)
+        .arg("c")
+        .arg(&entries[0].1[1].1)
+        .arg("b1")
+        .arg(b"not a batch".as_slice())
+        .arg("c1")
+        .arg(7u32)
+        .query(&mut c)
+        .unwrap();
+    let err = persistence::recover(&cfg.redis).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("log entry {id} part 1")) && err.contains("checksum"),
+        "{err}"
+    );
+    let len: usize = redis::cmd("XLEN")
+        .arg("astrolabe:{parts}:log")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(len, entries.len() + 1, "nothing was deleted");
+}
+
+#[test]
 fn a_snapshot_and_the_log_after_it_recover_together() {
     let redis = RedisServer::start();
     let cfg = config(&redis, "snap");

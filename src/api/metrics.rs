@@ -313,7 +313,7 @@ impl Collector for PersistCollector {
             let g = ConstGauge::new(value);
             g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
         }
-        let counters: [(&str, &str, u64); 6] = [
+        let counters: [(&str, &str, u64); 7] = [
             (
                 "astrolabe_persistence_batches",
                 "Log entries written",
@@ -323,6 +323,11 @@ impl Collector for PersistCollector {
                 "astrolabe_persistence_objects_written",
                 "Object states written in log entries",
                 st.objects.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_log_bytes",
+                "Bytes of the log entries written",
+                st.log_bytes.load(Ordering::Relaxed),
             ),
             (
                 "astrolabe_persistence_snapshots",

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use super::Failure;
 use super::redis::RedisArgs;
 use crate::api::{self, ApiConfig, AppState};
-use crate::graph::{Change, Graph};
+use crate::graph::Graph;
 use crate::ingest;
 use crate::persistence::{self, PersistConfig};
 use crate::relations::Projector;
@@ -151,11 +151,11 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                     tracing::warn!("{w}");
                 }
                 let started = Instant::now();
-                match persistence::recover(&pc.redis) {
+                // The graph is built while the snapshot's later chunks are still being read.
+                match persistence::recover_with(&pc.redis, |c| {
+                    graph.apply(c);
+                }) {
                     Ok(r) => {
-                        for o in &r.objects {
-                            graph.apply(Change::Upsert(o.clone()));
-                        }
                         tracing::info!(
                             objects = r.objects.len(),
                             snapshot = ?r.snapshot_generation,
@@ -165,11 +165,14 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                         );
                         restored = r;
                     }
-                    Err(e) => tracing::error!(
+                    Err(e) => {
+                        graph = Graph::new();
+                        tracing::error!(
                         error = %e,
                         "the state in Redis cannot be read; starting from the source alone and leaving that data untouched \
                          until a newer snapshot replaces it"
-                    ),
+                        );
+                    }
                 }
             }
             Err(e) if args.environment == Environment::Production => {

@@ -129,9 +129,31 @@ impl Serialize for Atom {
 
 impl<'de> Deserialize<'de> for Atom {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Atom::new(&s))
+        from_str_with(d, |s| Ok(Atom::new(s)))
     }
+}
+
+/// Deserialises a string and converts it with `f`, without allocating a `String` when the
+/// format can lend the text (MessagePack and JSON from a slice can): decoding a snapshot turns
+/// tens of millions of strings into atoms, uids and kinds.
+pub(crate) fn from_str_with<'de, D, T>(
+    d: D,
+    f: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct V<F>(F);
+    impl<T, F: FnOnce(&str) -> Result<T, String>> serde::de::Visitor<'_> for V<F> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+            (self.0)(v).map_err(E::custom)
+        }
+    }
+    d.deserialize_str(V(f))
 }
 
 #[cfg(test)]

@@ -60,6 +60,18 @@ macro_rules! builtin_kinds {
                 }
             }
 
+            /// [`Kind::qualified`] of a built-in kind, without allocating.
+            fn builtin_qualified(&self) -> Option<&'static str> {
+                match self {
+                    $(Kind::$variant => Some(if $group.is_empty() {
+                        $name
+                    } else {
+                        concat!($group, "/", $name)
+                    }),)*
+                    Kind::Other(_) => None,
+                }
+            }
+
             fn builtin(group: &str, name: &str) -> Option<Kind> {
                 match (group, name) {
                     $(($group, $name) => Some(Kind::$variant),)*
@@ -251,16 +263,20 @@ impl fmt::Display for Kind {
 impl Serialize for Kind {
     /// Serialised as `group/Kind` (`Kind` for core) so that a custom kind keeps its group.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.qualified())
+        match self.builtin_qualified() {
+            Some(q) => s.serialize_str(q),
+            None => s.serialize_str(&self.qualified()),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(match s.rsplit_once('/') {
-            Some((group, kind)) => Kind::from_group(group, kind),
-            None => Kind::from_group("", &s),
+        crate::model::atom::from_str_with(d, |s| {
+            Ok(match s.rsplit_once('/') {
+                Some((group, kind)) => Kind::from_group(group, kind),
+                None => Kind::from_group("", s),
+            })
         })
     }
 }

@@ -92,8 +92,7 @@ impl Serialize for Uid {
 
 impl<'de> Deserialize<'de> for Uid {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Ok(Uid::parse(&s))
+        crate::model::atom::from_str_with(d, |s| Ok(Uid::parse(s)))
     }
 }
 
@@ -170,17 +169,48 @@ impl fmt::Display for Time {
     }
 }
 
+impl Time {
+    /// The RFC 3339 text in a stack buffer, for years 0 to 9999 (every real timestamp).
+    fn rfc3339(&self) -> Option<[u8; 20]> {
+        let secs = self.unix();
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let rem = secs.rem_euclid(86_400);
+        if !(0..=9999).contains(&y) {
+            return None;
+        }
+        let mut b = *b"0000-00-00T00:00:00Z";
+        let mut put = |at: usize, v: i64, width: usize| {
+            let mut v = v;
+            for i in (0..width).rev() {
+                b[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, y, 4);
+        put(5, m, 2);
+        put(8, d, 2);
+        put(11, rem / 3600, 2);
+        put(14, (rem % 3600) / 60, 2);
+        put(17, rem % 60, 2);
+        Some(b)
+    }
+}
+
 impl Serialize for Time {
-    /// Written straight into the output, without an intermediate string.
+    /// Formatted on the stack (snapshots write millions of timestamps).
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self.rfc3339() {
+            Some(b) => s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?),
+            None => s.collect_str(self),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Time::parse_rfc3339(&s).ok_or_else(|| serde::de::Error::custom("invalid RFC 3339 time"))
+        crate::model::atom::from_str_with(d, |s| {
+            Time::parse_rfc3339(s).ok_or_else(|| "invalid RFC 3339 time".to_string())
+        })
     }
 }
 
@@ -292,6 +322,20 @@ mod tests {
         );
         assert!(Time::parse_rfc3339("yesterday").is_none());
         assert!(Time::parse_rfc3339("2026-13-01T00:00:00Z").is_none());
+    }
+
+    #[test]
+    fn serialised_times_are_the_display_text() {
+        // Every few hours over four centuries, both sides of 1970, leap days included.
+        let mut t = -2_208_988_800i64; // 1900-01-01
+        while t < 10_000_000_000 {
+            if let Some(time) = Time::from_unix(t) {
+                let json = serde_json::to_string(&time).unwrap();
+                assert_eq!(json, format!("\"{time}\""));
+                assert_eq!(serde_json::from_str::<Time>(&json).unwrap(), time);
+            }
+            t += 9_999 * 3;
+        }
     }
 
     #[test]

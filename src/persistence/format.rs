@@ -97,9 +97,19 @@ pub struct Batch {
 
 /// MessagePack (named fields), LZ4-compressed, with the CRC-32 of the compressed bytes.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
-    let packed = rmp_serde::to_vec_named(value).expect("our types always serialise");
+    // The packed form only lives until it is compressed: its buffers are kept for the next
+    // call, as growing a fresh multi-megabyte buffer costs more than the packing itself (page
+    // faults, which also serialise the threads encoding in parallel).
+    static BUFFERS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+    let mut packed = BUFFERS.lock().pop().unwrap_or_default();
+    packed.clear();
+    rmp_serde::encode::write_named(&mut packed, value).expect("our types always serialise");
     let compressed = lz4_flex::compress_prepend_size(&packed);
     let crc = crc32fast::hash(&compressed);
+    let mut pool = BUFFERS.lock();
+    if pool.len() < 16 {
+        pool.push(packed);
+    }
     (compressed, crc)
 }
 

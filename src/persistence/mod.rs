@@ -26,6 +26,7 @@ use thiserror::Error;
 pub use format::{FORMAT_VERSION, FormatError, Manifest};
 pub use store::{RedisConfig, StoreError};
 
+use crate::graph::Change;
 use crate::ingest::GraphHandle;
 use crate::model::{Object, Uid};
 
@@ -101,6 +102,8 @@ pub struct PersistStats {
     pub batches: AtomicU64,
     /// Object states written in log entries.
     pub objects: AtomicU64,
+    /// Bytes of the log entries written.
+    pub log_bytes: AtomicU64,
     /// Duration of the last log write, microseconds.
     pub flush_micros: AtomicU64,
     /// Unix ms of the last log write.
@@ -375,79 +378,122 @@ pub enum RecoverError {
 /// Reads the newest complete snapshot and the log entries after it. Nothing is deleted or
 /// changed; unreadable data is reported, not touched.
 pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
+    recover_with(cfg, |_| {})
+}
+
+/// [`recover`], handing every change of the recovered state to `apply` as soon as it is read:
+/// the snapshot's objects chunk by chunk in their stored order (while later chunks are still
+/// being read and decoded on other threads), then the log's operations. A graph built from these
+/// changes is ready when this returns. On an error, what `apply` received must be discarded.
+pub fn recover_with(
+    cfg: &RedisConfig,
+    mut apply: impl FnMut(Change),
+) -> Result<Recovered, RecoverError> {
     let mut store = writer::connect(cfg)?;
     let mut out = Recovered {
         log_id: "0-0".into(),
         ..Recovered::default()
     };
+    // The recovered state, in the order the snapshot stored it (grouped by namespace, which is
+    // what keeps building the graph from it fast), then the log's additions.
+    let mut state: indexmap::IndexMap<Uid, Arc<Object>, rustc_hash::FxBuildHasher> =
+        indexmap::IndexMap::default();
     if let Some(generation) = store.current()? {
         let manifest = store.manifest(generation)?;
-        out.objects = read_chunks(cfg, &manifest)?;
+        state.reserve(usize::try_from(manifest.objects).unwrap_or(0));
+        read_chunks(cfg, &manifest, |objects| {
+            for o in objects {
+                apply(Change::Upsert(o.clone()));
+                state.insert(o.uid.clone(), o);
+            }
+        })?;
+        if state.len() as u64 != manifest.objects {
+            return Err(StoreError::Foreign(format!(
+                "snapshot {generation} lists {} objects but holds {}",
+                manifest.objects,
+                state.len()
+            ))
+            .into());
+        }
         out.log_id = manifest.log_id.clone();
         out.from_snapshot = true;
         out.snapshot_generation = Some(generation);
         out.graph_generation = manifest.graph_generation;
     }
     // Replay the log after the snapshot, in order.
-    let mut by_uid: rustc_hash::FxHashMap<Uid, Arc<Object>> = std::mem::take(&mut out.objects)
-        .into_iter()
-        .map(|o| (o.uid.clone(), o))
-        .collect();
     loop {
         let entries = store.log_after(&out.log_id, 512)?;
         if entries.is_empty() {
             break;
         }
-        for (id, bytes, crc) in entries {
-            let batch: format::Batch = format::decode(&bytes, crc, &format!("log entry {id}"))
-                .map_err(StoreError::from)?;
-            if batch.format != FORMAT_VERSION {
-                return Err(StoreError::from(FormatError::UnknownVersion {
-                    found: batch.format,
-                })
-                .into());
+        for (id, parts) in entries {
+            let mut batches = Vec::with_capacity(parts.len());
+            for (i, (bytes, crc)) in parts.iter().enumerate() {
+                let batch: format::Batch =
+                    format::decode(bytes, *crc, &format!("log entry {id} part {i}"))
+                        .map_err(StoreError::from)?;
+                if batch.format != FORMAT_VERSION {
+                    return Err(StoreError::from(FormatError::UnknownVersion {
+                        found: batch.format,
+                    })
+                    .into());
+                }
+                batches.push(batch);
             }
-            for op in batch.ops {
+            let graph_generation = batches.iter().map(|b| b.graph_generation).max();
+            for op in batches.into_iter().flat_map(|b| b.ops) {
                 match op {
                     format::Op::Upsert(o) => {
-                        by_uid.insert(o.uid.clone(), o);
+                        apply(Change::Upsert(o.clone()));
+                        state.insert(o.uid.clone(), o);
                     }
                     format::Op::Delete(uid) => {
-                        by_uid.remove(&uid);
+                        if let Some(o) = state.swap_remove(&uid) {
+                            apply(Change::Delete {
+                                key: o.key(),
+                                uid: Some(uid),
+                            });
+                        }
                     }
                 }
             }
-            out.graph_generation = batch.graph_generation;
+            out.graph_generation = graph_generation.unwrap_or(out.graph_generation);
             out.log_batches += 1;
             out.log_id = id;
         }
     }
-    out.objects = by_uid.into_values().collect();
+    out.objects = state.into_values().collect();
     Ok(out)
 }
 
-/// A decoded chunk: its index and its objects.
-type DecodedChunk = (usize, Vec<Arc<Object>>);
-
-/// Reads and decodes a generation's chunks, several at a time on separate connections.
-fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>>, RecoverError> {
+/// Reads and decodes a generation's chunks, several at a time on separate connections, and hands
+/// them to `each` in order as they become available.
+fn read_chunks(
+    cfg: &RedisConfig,
+    manifest: &Manifest,
+    mut each: impl FnMut(Vec<Arc<Object>>),
+) -> Result<(), RecoverError> {
     let n = manifest.chunks.len();
+    // One core is left to the caller, which builds the graph from the chunks meanwhile.
     let threads = std::thread::available_parallelism()
         .map_or(2, |t| t.get())
+        .saturating_sub(1)
         .clamp(1, 8)
         .min(n.max(1));
     let next = AtomicUsize::new(0);
-    let results: Vec<Result<Vec<DecodedChunk>, RecoverError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                let next = &next;
-                s.spawn(move || {
+    let failed = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let (tx, rx) =
+            crossbeam_channel::unbounded::<Result<(usize, Vec<Arc<Object>>), RecoverError>>();
+        for _ in 0..threads {
+            let (next, failed, tx) = (&next, &failed, tx.clone());
+            s.spawn(move || {
+                let read = || -> Result<(), RecoverError> {
                     let mut store = writer::connect(cfg)?;
-                    let mut got = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            return Ok(got);
+                        if i >= n || failed.load(Ordering::Relaxed) {
+                            return Ok(());
                         }
                         let info = &manifest.chunks[i];
                         let bytes = store.chunk(manifest.generation, i)?.ok_or(
@@ -462,32 +508,38 @@ fn read_chunks(cfg: &RedisConfig, manifest: &Manifest) -> Result<Vec<Arc<Object>
                             &format!("snapshot {} chunk {i}", manifest.generation),
                         )
                         .map_err(StoreError::from)?;
-                        got.push((i, objects));
+                        if tx.send(Ok((i, objects))).is_err() {
+                            return Ok(());
+                        }
                     }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("chunk reader panicked"))
-            .collect()
-    });
-    let mut chunks: Vec<DecodedChunk> = Vec::with_capacity(n);
-    for r in results {
-        chunks.extend(r?);
-    }
-    chunks.sort_by_key(|(i, _)| *i);
-    let objects: Vec<Arc<Object>> = chunks.into_iter().flat_map(|(_, o)| o).collect();
-    if objects.len() as u64 != manifest.objects {
-        return Err(StoreError::Foreign(format!(
-            "snapshot {} lists {} objects but holds {}",
-            manifest.generation,
-            manifest.objects,
-            objects.len()
-        ))
-        .into());
-    }
-    Ok(objects)
+                };
+                if let Err(e) = read() {
+                    failed.store(true, Ordering::Relaxed);
+                    let _ = tx.send(Err(e));
+                }
+            });
+        }
+        drop(tx);
+        // Chunks arrive in any order; they are handed on in order.
+        let mut waiting: std::collections::BTreeMap<usize, Vec<Arc<Object>>> =
+            std::collections::BTreeMap::new();
+        let mut due = 0;
+        for r in rx {
+            let (i, objects) = r?;
+            waiting.insert(i, objects);
+            while let Some(objects) = waiting.remove(&due) {
+                each(objects);
+                due += 1;
+            }
+        }
+        if due < n {
+            return Err(RecoverError::Incomplete {
+                generation: manifest.generation,
+                chunk: due,
+            });
+        }
+        Ok(())
+    })
 }
 
 /// Unix time in milliseconds.
@@ -593,7 +645,7 @@ pub fn import(cfg: &RedisConfig, path: &std::path::Path) -> Result<SnapshotRepor
     let objects = read_file(path)?;
     let started = Instant::now();
     let mut store = writer::connect(cfg)?;
-    let refs: Vec<&Arc<Object>> = objects.iter().collect();
+    let refs = writer::grouped_by_namespace(objects.iter());
     let chunks = writer::encode_chunks(&refs);
     let generation = store.next_generation()?;
     let log_id = store.last_log_id()?;

@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `P:log` | stream | one entry per write batch: `b` = encoded [`Batch`], `c` = its CRC-32 |
+//! | `P:log` | stream | one entry per write batch, in parts encoded in parallel: `b`, `b1`, … = encoded `Batch`es, `c`, `c1`, … = their CRC-32s |
 //! | `P:snapseq` | string | counter giving each snapshot a new generation |
 //! | `P:generations` | set | the snapshot generations that have keys |
 //! | `P:snap:G:manifest` | string | the encoded [`Manifest`] of generation G |
@@ -18,7 +18,7 @@ use std::time::Duration;
 use redis::{ConnectionLike, IntoConnectionInfo, RedisResult, Value};
 use thiserror::Error;
 
-use super::format::{self, Batch, FormatError, Manifest};
+use super::format::{self, FormatError, Manifest};
 
 /// Where Redis is, and how to reach it.
 #[derive(Clone, Debug)]
@@ -75,6 +75,9 @@ pub enum StoreError {
     #[error("{0}")]
     Foreign(String),
 }
+
+/// A log entry read back: its id and its encoded parts (bytes, crc).
+pub(super) type LogEntry = (String, Vec<(Vec<u8>, u32)>);
 
 /// A connection to whichever Redis the configuration names.
 pub struct Store {
@@ -184,17 +187,21 @@ impl Store {
         Ok(())
     }
 
-    /// Appends one batch to the log, atomically (one XADD); returns the entry's id.
-    pub fn append(&mut self, batch: &Batch) -> Result<String, StoreError> {
-        let (bytes, crc) = format::encode(batch);
-        let id: String = redis::cmd("XADD")
-            .arg(self.key("log"))
-            .arg("*")
-            .arg("b")
-            .arg(bytes)
-            .arg("c")
-            .arg(crc)
-            .query(&mut *self.conn)?;
+    /// Appends one log entry made of encoded parts (each a `Batch` with its share of the
+    /// operations, encoded in parallel): one XADD, so the parts are written together or not at
+    /// all. Fields `b`/`c` hold part 0 and its CRC, `b1`/`c1` part 1, and so on. Returns the
+    /// entry's id.
+    pub fn append(&mut self, parts: &[(Vec<u8>, u32)]) -> Result<String, StoreError> {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.key("log")).arg("*");
+        for (i, (bytes, crc)) in parts.iter().enumerate() {
+            let suffix = if i == 0 { String::new() } else { i.to_string() };
+            cmd.arg(format!("b{suffix}"))
+                .arg(bytes.as_slice())
+                .arg(format!("c{suffix}"))
+                .arg(*crc);
+        }
+        let id: String = cmd.query(&mut *self.conn)?;
         Ok(id)
     }
 
@@ -330,12 +337,9 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Log entries strictly after `after`, at most `count`: (id, batch bytes, crc).
-    pub fn log_after(
-        &mut self,
-        after: &str,
-        count: usize,
-    ) -> Result<Vec<(String, Vec<u8>, u32)>, StoreError> {
+    /// Log entries strictly after `after`, at most `count`: the id and the parts (batch bytes,
+    /// crc), in order.
+    pub fn log_after(&mut self, after: &str, count: usize) -> Result<Vec<LogEntry>, StoreError> {
         let start = if after == "0-0" {
             "-".to_string()
         } else {
@@ -357,28 +361,49 @@ impl Store {
         for e in entries {
             let (id, fields): (String, Vec<Value>) =
                 redis::from_redis_value(e).map_err(|_| foreign())?;
-            let mut bytes = None;
-            let mut crc = None;
+            // Part i is b{i}/c{i} ("b"/"c" for part 0).
+            let mut bytes: Vec<Option<Vec<u8>>> = Vec::new();
+            let mut crcs: Vec<Option<u32>> = Vec::new();
             for pair in fields.chunks(2) {
                 let [k, v] = pair else { return Err(foreign()) };
                 let k: String = redis::from_redis_value(k.clone()).map_err(|_| foreign())?;
-                match k.as_str() {
+                let (field, part) = k.split_at(1.min(k.len()));
+                let part: usize = if part.is_empty() {
+                    0
+                } else {
+                    match part.parse() {
+                        Ok(i) if i > 0 && i < 4096 => i,
+                        _ => continue,
+                    }
+                };
+                match field {
                     "b" => {
-                        bytes = Some(
+                        if bytes.len() <= part {
+                            bytes.resize(part + 1, None);
+                        }
+                        bytes[part] = Some(
                             redis::from_redis_value::<Vec<u8>>(v.clone()).map_err(|_| foreign())?,
-                        )
+                        );
                     }
                     "c" => {
-                        crc =
-                            Some(redis::from_redis_value::<u32>(v.clone()).map_err(|_| foreign())?)
+                        if crcs.len() <= part {
+                            crcs.resize(part + 1, None);
+                        }
+                        crcs[part] =
+                            Some(redis::from_redis_value::<u32>(v.clone()).map_err(|_| foreign())?);
                     }
                     _ => {}
                 }
             }
-            match (bytes, crc) {
-                (Some(b), Some(c)) => out.push((id, b, c)),
-                _ => return Err(foreign()),
+            if bytes.is_empty() || bytes.len() != crcs.len() {
+                return Err(foreign());
             }
+            let parts = bytes
+                .into_iter()
+                .zip(crcs)
+                .map(|(b, c)| b.zip(c).ok_or_else(foreign))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push((id, parts));
         }
         Ok(out)
     }

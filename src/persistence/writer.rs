@@ -39,6 +39,12 @@ const KEEPALIVE: Duration = Duration::from_secs(1);
 /// Objects per snapshot chunk: chunks load in parallel.
 const CHUNK_OBJECTS: usize = 25_000;
 
+/// The log may always grow to this many bytes before a snapshot replaces it (see `tick`).
+const LOG_BYTES_MIN: u64 = 64 * 1024 * 1024;
+
+/// Operations per part of a log entry, at least: below this, one thread encodes the entry.
+const PART_OPS: usize = 2_000;
+
 /// A pending change: the generation it was produced at, and the state (`None`: deleted).
 type Pending = (u64, Option<Arc<Object>>);
 
@@ -67,6 +73,9 @@ pub(super) struct Writer {
     last_contact: Instant,
     /// Whether the snapshot after the source's first full load was taken.
     synced_snapshot: bool,
+    /// Bytes appended to the log since the last snapshot, and that snapshot's size.
+    log_bytes_since_snapshot: u64,
+    last_snapshot_bytes: u64,
 }
 
 impl Writer {
@@ -100,6 +109,8 @@ impl Writer {
             snapshot_due: false,
             last_contact: Instant::now(),
             synced_snapshot: false,
+            log_bytes_since_snapshot: 0,
+            last_snapshot_bytes: 0,
         }
     }
 
@@ -211,7 +222,13 @@ impl Writer {
             return;
         }
         let interval = self.cfg.snapshot_interval;
-        let periodic = !interval.is_zero() && self.last_snapshot.elapsed() >= interval;
+        // Besides the schedule, a snapshot once the log outgrows twice the last snapshot: Redis
+        // then holds at most about three images' worth, however fast the cluster changes, and
+        // recovery never replays more than two images' worth of log.
+        let log_full =
+            self.log_bytes_since_snapshot > (2 * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
+        let periodic =
+            log_full || (!interval.is_zero() && self.last_snapshot.elapsed() >= interval);
         let result = if self.pending.len() > self.cfg.max_log_entry {
             // Too much for one log entry (a long outage): a snapshot of everything instead.
             self.snapshot().map(|_| ())
@@ -302,12 +319,19 @@ impl Writer {
                 None => Op::Delete(uid.clone()),
             })
             .collect();
-        let batch = Batch {
-            format: FORMAT_VERSION,
-            graph_generation: self.seen_generation,
-            ops,
-        };
-        let id = store.append(&batch)?;
+        // Encoding is most of the cost of a write: a large batch is encoded in parts, on all
+        // cores, and the parts are written as one entry.
+        let parts = ops.len().div_ceil(PART_OPS).clamp(1, cores());
+        let generation = self.seen_generation;
+        let encoded = parallel_map(ops.chunks(ops.len().div_ceil(parts).max(1)), |ops| {
+            format::encode(&Batch {
+                format: FORMAT_VERSION,
+                graph_generation: generation,
+                ops: ops.to_vec(),
+            })
+        });
+        let size: usize = encoded.iter().map(|(b, _)| b.len()).sum();
+        let id = store.append(&encoded)?;
         let n = self.pending.len();
         for (uid, (_, state)) in self.pending.drain() {
             match state {
@@ -324,6 +348,8 @@ impl Writer {
         let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.objects.fetch_add(n as u64, Ordering::Relaxed);
+        stats.log_bytes.fetch_add(size as u64, Ordering::Relaxed);
+        self.log_bytes_since_snapshot += size as u64;
         stats
             .flush_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -343,13 +369,13 @@ impl Writer {
             .ok_or_else(|| StoreError::Foreign("not connected".into()))?;
         let started = Instant::now();
         let pending = &self.pending;
-        let objects: Vec<&Arc<Object>> = self
-            .mirror
-            .iter()
-            .filter(|(uid, _)| !pending.contains_key(*uid))
-            .map(|(_, o)| o)
-            .chain(pending.values().filter_map(|(_, s)| s.as_ref()))
-            .collect();
+        let objects = grouped_by_namespace(
+            self.mirror
+                .iter()
+                .filter(|(uid, _)| !pending.contains_key(*uid))
+                .map(|(_, o)| o)
+                .chain(pending.values().filter_map(|(_, s)| s.as_ref())),
+        );
         let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(&objects);
         let generation = store.next_generation()?;
         let manifest = Manifest {
@@ -412,6 +438,8 @@ impl Writer {
         );
         self.last_snapshot = Instant::now();
         self.snapshot_due = false;
+        self.log_bytes_since_snapshot = 0;
+        self.last_snapshot_bytes = bytes;
         Ok(report)
     }
 
@@ -431,32 +459,78 @@ impl Writer {
     }
 }
 
+/// The objects grouped by namespace (in order of first appearance, otherwise as given). A graph
+/// is built about three times faster from objects in this order than in hash order (measured at
+/// a million objects: the namespace's indexes stay in cache), so snapshots are stored in it.
+pub(super) fn grouped_by_namespace<'a>(
+    objects: impl Iterator<Item = &'a Arc<Object>>,
+) -> Vec<&'a Arc<Object>> {
+    let mut groups: FxHashMap<&crate::model::Atom, Vec<&'a Arc<Object>>> = FxHashMap::default();
+    let mut order = Vec::new();
+    let mut total = 0;
+    for o in objects {
+        total += 1;
+        groups
+            .entry(&o.namespace)
+            .or_insert_with(|| {
+                order.push(&o.namespace);
+                Vec::new()
+            })
+            .push(o);
+    }
+    let mut out = Vec::with_capacity(total);
+    for ns in order {
+        out.extend(groups.remove(ns).unwrap_or_default());
+    }
+    out
+}
+
 /// Encodes objects into chunks on all cores: (bytes, crc, objects).
 pub(super) fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
-    let parts: Vec<&[&Arc<Object>]> = objects.chunks(CHUNK_OBJECTS).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .max(1);
-    let mut out: Vec<Option<(Vec<u8>, u32, usize)>> = vec![None; parts.len()];
-    std::thread::scope(|s| {
-        for (worker, slots) in out
-            .chunks_mut(parts.len().div_ceil(threads).max(1))
-            .enumerate()
-        {
-            let base = worker * parts.len().div_ceil(threads).max(1);
-            let parts = &parts;
-            s.spawn(move || {
-                for (i, slot) in slots.iter_mut().enumerate() {
-                    let part = parts[base + i];
-                    let (bytes, crc) = format::encode(part);
-                    *slot = Some((bytes, crc, part.len()));
-                }
-            });
-        }
+    parallel_map(objects.chunks(CHUNK_OBJECTS), |part| {
+        let (bytes, crc) = format::encode(part);
+        (bytes, crc, part.len())
+    })
+}
+
+/// The machine's cores.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// `f` applied to every item, the items shared among one thread per core; results in order.
+fn parallel_map<T: Sync, R: Send>(
+    items: impl Iterator<Item = T>,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let items: Vec<T> = items.collect();
+    if items.len() <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..cores().min(items.len()))
+            .map(|_| {
+                let (items, next, f) = (&items, &next, &f);
+                s.spawn(move || {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return done;
+                        };
+                        done.push((i, f(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("an encoding thread panicked"))
+            .collect()
     });
-    out.into_iter()
-        .map(|c| c.expect("every chunk encoded"))
-        .collect()
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Unix time in milliseconds.

@@ -1,0 +1,990 @@
+//! The load harness for persistence: starts its own `redis-server` (loopback, temporary
+//! directory, AOF on with `appendfsync everysec`, as the tests do) and measures, on a demo graph
+//! of N objects:
+//!
+//! - `throughput`: object changes persisted per second, sustained, end to end (changes sent to
+//!   the graph's writer, recorded for persistence, coalesced, written as log entries) and for the
+//!   Redis writer alone (fed directly); then `redis-benchmark -P 64 -t set` with the same value
+//!   size on the same Redis, in the same run, and the ratio.
+//! - `restore`: a snapshot of the whole graph written, then read back and the graph rebuilt
+//!   (in-process, by phase), then `astrolabe serve` started on it as a process: time from exec to
+//!   serving the restored graph.
+//! - `snapshot`: a snapshot taken while changes stream in at a steady rate: its duration and size,
+//!   and the latency of ingest (a change sent until visible to readers) and of queries
+//!   (depth-2 neighbourhoods) during it, next to the same measured just before without it.
+//! - `outage`: the same latencies while Redis is killed for a while and then restarted, and how
+//!   long catching up takes.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example persistbench -- --objects 1000000
+//! ```
+//!
+//! Options: `--objects N` (default 1,000,000), `--seconds S` (measurement window, default 20),
+//! `--rate R` (changes per second during `snapshot` and `outage`, default 20,000), `--only NAME`
+//! (one of the scenarios above), `--bin PATH` (the server binary for `restore`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use astrolabe::graph::{Change, Direction3, Graph, NodeIndex};
+use astrolabe::ingest::{self, EventSender, GraphHandle};
+use astrolabe::model::{Kind, Object};
+use astrolabe::persistence::{self, PersistConfig, Persistence, RedisConfig};
+use astrolabe::relations::Projector;
+use astrolabe::sources::demo::{DemoCluster, DemoConfig};
+use hdrhistogram::Histogram;
+
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+struct Options {
+    objects: usize,
+    seconds: u64,
+    rate: u64,
+    only: Option<String>,
+    bin: PathBuf,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        objects: 1_000_000,
+        seconds: 20,
+        rate: 20_000,
+        only: None,
+        bin: std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
+            .unwrap_or_else(|| "target/release/astrolabe".into()),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--objects" => o.objects = value.parse().expect("--objects N"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds S"),
+            "--rate" => o.rate = value.parse().expect("--rate R"),
+            "--only" => o.only = Some(value.clone()),
+            "--bin" => o.bin = value.into(),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    o
+}
+
+/// A redis-server of our own, stopped by PID when dropped.
+struct Redis {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+            ])
+            .args(["--logfile", "redis.log"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/install-deps.sh)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while redis::Client::open(format!("redis://{}", self.addr()))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn used_memory(&self) -> u64 {
+        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits until Redis is not rewriting its AOF (a forked child compressing the whole
+    /// dataset, which takes one of the machine's cores); returns how long that took.
+    fn quiesce(&self) -> Duration {
+        let t = Instant::now();
+        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        loop {
+            let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+            let busy = info.lines().any(|l| {
+                l == "aof_rewrite_in_progress:1"
+                    || l == "aof_rewrite_scheduled:1"
+                    || l == "rdb_bgsave_in_progress:1"
+            });
+            if !busy {
+                return t.elapsed();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn flushall(&self) {
+        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn config(redis: &Redis) -> PersistConfig {
+    PersistConfig {
+        redis: RedisConfig {
+            addr: redis.addr(),
+            prefix: "astrolabe:{bench}".into(),
+            ..RedisConfig::default()
+        },
+        snapshot_interval: Duration::ZERO,
+        batch_size: std::env::var("PB_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000),
+        ..PersistConfig::default()
+    }
+}
+
+/// The demo cluster as `serve` builds it today, projected; and a second version of every object
+/// (another resourceVersion), so that alternating between them makes every change a real one.
+fn objects(n: usize) -> (Vec<Arc<Object>>, Vec<Arc<Object>>) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let cluster = DemoCluster::new(DemoConfig {
+        objects: n,
+        now: now - now.rem_euclid(86_400),
+        ..DemoConfig::default()
+    });
+    let p = Projector::default();
+    let a: Vec<Arc<Object>> = cluster
+        .objects()
+        .filter_map(|v| p.project(&v).ok())
+        .map(Arc::new)
+        .collect();
+    let b = a
+        .iter()
+        .map(|o| {
+            let mut o = Object::clone(o);
+            o.resource_version = format!("{}-b", o.resource_version).into();
+            Arc::new(o)
+        })
+        .collect();
+    (a, b)
+}
+
+/// A graph of `objects` with persistence whose mirror already holds them (as after a restore),
+/// so that what is measured is the changes, not the first load.
+struct Rig {
+    graph: GraphHandle,
+    tx: Option<EventSender>,
+    writer: Option<ingest::Writer>,
+    persistence: Option<Persistence>,
+}
+
+impl Rig {
+    fn start(cfg: PersistConfig, objects: &[Arc<Object>]) -> Rig {
+        let mut g = Graph::new();
+        for o in objects {
+            g.apply(Change::Upsert(o.clone()));
+        }
+        let (sink, pending) = persistence::channel(cfg);
+        let (graph, tx, writer) = ingest::start_with(
+            g,
+            ingest::Options {
+                persist: Some(sink),
+                restored: true,
+            },
+        );
+        let persistence = pending.start(
+            graph.clone(),
+            persistence::Recovered {
+                objects: objects.to_vec(),
+                log_id: "0-0".into(),
+                ..persistence::Recovered::default()
+            },
+        );
+        Rig {
+            graph,
+            tx: Some(tx),
+            writer: Some(writer),
+            persistence: Some(persistence),
+        }
+    }
+
+    fn tx(&self) -> &EventSender {
+        self.tx.as_ref().unwrap()
+    }
+
+    fn persistence(&self) -> &Persistence {
+        self.persistence.as_ref().unwrap()
+    }
+
+    fn stop(mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            w.join();
+        }
+        if let Some(p) = self.persistence.take() {
+            p.stop(Instant::now() + Duration::from_secs(60));
+        }
+    }
+}
+
+/// Sends changes (alternating versions, every object in turn) until `stop`; at `rate` per
+/// second, or as fast as the graph's writer takes them when `rate` is 0. Returns how many.
+fn produce(
+    tx: &EventSender,
+    a: &[Arc<Object>],
+    b: &[Arc<Object>],
+    rate: u64,
+    stop: &AtomicBool,
+    hold: &dyn Fn() -> bool,
+) -> u64 {
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let n = a.len() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        if hold() {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        for _ in 0..64 {
+            let i = (sent % n) as usize;
+            let o = if (sent / n).is_multiple_of(2) {
+                &b[i]
+            } else {
+                &a[i]
+            };
+            if !tx.change(Change::Upsert(o.clone())) {
+                return sent;
+            }
+            sent += 1;
+        }
+        if rate > 0 {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+    }
+    sent
+}
+
+/// CPU seconds used so far by each thread of this process (by name) and by `redis_pid` (with
+/// its waited-for children, such as an AOF rewrite), from /proc.
+fn cpu_by_thread(redis_pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let tick = 100.0; // USER_HZ
+    let mut out = std::collections::BTreeMap::new();
+    // The fields after "(comm)": utime, stime, cutime, cstime are the 12th to 15th.
+    let fields = |stat: &str| -> Vec<f64> {
+        stat.rsplit_once(')')
+            .map(|(_, rest)| {
+                rest.split_whitespace()
+                    .map(|v| v.parse().unwrap_or(0.0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            let f = fields(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default());
+            let cpu: f64 = f.get(11..13).map_or(0.0, |v| v.iter().sum());
+            *out.entry(comm.trim().to_string()).or_insert(0.0) += cpu / tick;
+        }
+    }
+    let f = fields(&std::fs::read_to_string(format!("/proc/{redis_pid}/stat")).unwrap_or_default());
+    let cpu: f64 = f.get(11..15).map_or(0.0, |v| v.iter().sum());
+    out.insert("redis-server".into(), cpu / tick);
+    out
+}
+
+/// The CPU each thread used between two readings, in % of one core.
+fn cpu_report(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    window: Duration,
+) -> String {
+    let mut parts: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.02 * window.as_secs_f64())
+        .collect();
+    parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    parts
+        .iter()
+        .map(|(k, v)| format!("{k} {:.0}%", 100.0 * v / window.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn rate(n: u64, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
+    println!("\n## throughput: object changes persisted per second, sustained");
+    let redis = Redis::start();
+    let rig = Rig::start(config(&redis), a);
+    let stats = rig.persistence().observer();
+    let stop = Arc::new(AtomicBool::new(false));
+    // As fast as the graph takes changes, but never so fast that the persistence channel
+    // overflows (which would coalesce changes into snapshots): the rate sustained without loss
+    // of individual states.
+    let capacity = config(&redis).channel_capacity;
+    let producer = {
+        let (tx, a, b, stop) = (rig.tx().clone(), a.to_vec(), b.to_vec(), stop.clone());
+        let observer = rig.persistence().observer();
+        std::thread::spawn(move || {
+            produce(&tx, &a, &b, 0, &stop, &|| {
+                observer.status().queue_depth > capacity / 2
+            })
+        })
+    };
+    // Warm up, then measure a window.
+    std::thread::sleep(Duration::from_secs(3));
+    let read = || {
+        let s = stats.stats();
+        (
+            rig.graph.read().generation(),
+            s.objects.load(Ordering::Relaxed),
+            s.log_bytes.load(Ordering::Relaxed),
+            s.batches.load(Ordering::Relaxed),
+        )
+    };
+    let (g0, w0, b0, n0) = read();
+    let cpu0 = cpu_by_thread(redis.pid());
+    let t0 = Instant::now();
+    let mut max_dirty = 0;
+    let mut max_queue = 0;
+    while t0.elapsed() < Duration::from_secs(o.seconds) {
+        std::thread::sleep(Duration::from_millis(100));
+        let st = stats.status();
+        max_dirty = max_dirty.max(st.dirty);
+        max_queue = max_queue.max(st.queue_depth);
+    }
+    let window = t0.elapsed();
+    let (g1, w1, b1, n1) = read();
+    let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
+    stop.store(true, Ordering::Relaxed);
+    let sent = producer.join().unwrap();
+    let caught = Instant::now();
+    rig.persistence()
+        .flush(Duration::from_secs(120))
+        .expect("catch-up flush");
+    let catch_up = caught.elapsed();
+    let overflowed = stats.stats().overflowed.load(Ordering::Relaxed);
+    let value_size = (b1 - b0) / (w1 - w0).max(1);
+    println!("objects in the graph: {}", a.len());
+    println!(
+        "end to end, {window:.1?} window: changes applied {:.0}/s, object states written to Redis {:.0}/s \
+         ({} log entries, {:.0} objects each, {value_size} bytes per object)",
+        rate(g1 - g0, window),
+        rate(w1 - w0, window),
+        n1 - n0,
+        (w1 - w0) as f64 / (n1 - n0).max(1) as f64
+    );
+    println!("CPU during the window, in % of one core: {cpu}");
+    println!(
+        "queue: deepest {max_queue}, dirty at most {max_dirty}, overflowed {overflowed} of {sent} changes sent; \
+         catch-up after the producer stopped: {catch_up:.1?}"
+    );
+    rig.stop();
+
+    // The Redis writer alone, fed straight from a producer (no graph writer in front of it).
+    redis.flushall();
+    let direct = direct_writer(&redis, a, b, o.seconds);
+    println!(
+        "Redis writer alone: {:.0} object states written per second",
+        direct
+    );
+
+    // The same Redis, raw: pipelined SETs of the same value size.
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(["-P", "64", "-t", "set", "-d", &value_size.to_string()])
+        .args(["-n", "5000000", "-r", "1000000", "-q"])
+        .output()
+        .expect("redis-benchmark is installed (redis-tools)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .split(['\r', '\n'])
+        .rfind(|l| l.contains("requests per second"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let raw: f64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    println!(
+        "redis-benchmark -P 64 -t set -d {value_size} -n 5000000 -r 1000000 (50 clients): {line}"
+    );
+    if raw > 0.0 {
+        println!(
+            "ratio end to end / raw SET: {:.2}; Redis writer alone / raw SET: {:.2}; end to end / 5,000 (the Go original's best): {:.0}x",
+            rate(w1 - w0, window) / raw,
+            direct / raw,
+            rate(w1 - w0, window) / 5000.0
+        );
+    }
+}
+
+/// Feeds the Redis writer directly (as the graph's writer does, with increasing generations)
+/// for `seconds`; returns object states written per second.
+fn direct_writer(redis: &Redis, a: &[Arc<Object>], b: &[Arc<Object>], seconds: u64) -> f64 {
+    let cfg = config(redis);
+    let capacity = cfg.channel_capacity;
+    let (sink, pending) = persistence::channel(cfg);
+    let mut g = Graph::new();
+    for o in a {
+        g.apply(Change::Upsert(o.clone()));
+    }
+    let p = pending.start(
+        GraphHandle::fixed(g),
+        persistence::Recovered {
+            objects: a.to_vec(),
+            log_id: "0-0".into(),
+            ..persistence::Recovered::default()
+        },
+    );
+    let observer = p.observer();
+    let n = a.len() as u64;
+    let mut sent = 0u64;
+    let measure_from = Instant::now() + Duration::from_secs(2);
+    let mut w0 = None;
+    let end = measure_from + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        // Stay under the channel's capacity, so that nothing overflows into the dirty set.
+        if observer.status().queue_depth > capacity * 3 / 4 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        for _ in 0..1024 {
+            let i = (sent % n) as usize;
+            let o = if (sent / n).is_multiple_of(2) {
+                &b[i]
+            } else {
+                &a[i]
+            };
+            sent += 1;
+            sink.upsert(o.clone(), sent);
+        }
+        if w0.is_none() && Instant::now() >= measure_from {
+            w0 = Some((
+                observer.stats().objects.load(Ordering::Relaxed),
+                Instant::now(),
+                cpu_by_thread(redis.pid()),
+            ));
+        }
+    }
+    let (w0, t0, cpu0) = w0.unwrap();
+    let w1 = observer.stats().objects.load(Ordering::Relaxed);
+    let r = rate(w1 - w0, t0.elapsed());
+    println!(
+        "Redis writer alone, CPU in % of one core: {}",
+        cpu_report(&cpu0, &cpu_by_thread(redis.pid()), t0.elapsed())
+    );
+    p.stop(Instant::now() + Duration::from_secs(60));
+    r
+}
+
+fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
+    let cfg = config(redis);
+    for round in rounds {
+        let waited = redis.quiesce();
+        println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
+        // As `serve` does it: the graph is built while later chunks are read and decoded.
+        let t = Instant::now();
+        let mut g = Graph::new();
+        let mut building = Duration::ZERO;
+        let r = persistence::recover_with(&cfg.redis, |c| {
+            let t = Instant::now();
+            g.apply(c);
+            building += t.elapsed();
+        })
+        .expect("recovers");
+        println!(
+            "in-process round {round}: Redis to a built graph {:.2?} (of which applying to the graph {building:.2?}); {} objects, {} nodes",
+            t.elapsed(),
+            r.objects.len(),
+            g.node_count()
+        );
+        if std::env::var_os("PB_DEBUG").is_some() {
+            let transitions = r
+                .objects
+                .windows(2)
+                .filter(|w| w[0].namespace != w[1].namespace)
+                .count();
+            let kt = r
+                .objects
+                .windows(2)
+                .filter(|w| w[0].kind != w[1].kind)
+                .count();
+            println!(
+                "  ns transitions {transitions}, kind transitions {kt}; first: {:?}",
+                r.objects
+                    .iter()
+                    .take(8)
+                    .map(|o| format!("{}/{}/{}", o.namespace, o.kind.name(), o.name))
+                    .collect::<Vec<_>>()
+            );
+            let t = Instant::now();
+            let mut g = Graph::new();
+            for o in &r.objects {
+                g.apply(Change::Upsert(o.clone()));
+            }
+            println!("  stored order rebuilt {:?}", t.elapsed());
+            let mut v = r.objects.clone();
+            v.sort_by(|x, y| {
+                (&x.namespace, &x.kind, &x.name).cmp(&(&y.namespace, &y.kind, &y.name))
+            });
+            let t = Instant::now();
+            let mut g = Graph::new();
+            for o in &v {
+                g.apply(Change::Upsert(o.clone()));
+            }
+            println!("  sorted order rebuilt {:?}", t.elapsed());
+        }
+    }
+}
+
+fn restore(o: &Options, a: &[Arc<Object>]) {
+    println!("\n## restore: a graph from Redis to serving");
+    let redis = Redis::start();
+    let rig = Rig::start(config(&redis), a);
+    let report = rig
+        .persistence()
+        .snapshot(Duration::from_secs(300))
+        .expect("snapshot");
+    rig.stop();
+    println!(
+        "snapshot written: {} objects, {:.1} MB, {:.2?}",
+        report.objects,
+        report.bytes as f64 / 1e6,
+        report.duration
+    );
+    restore_in_process(&redis, 1..=3);
+    // The server as a process: from exec to answering with the restored graph.
+    for round in 1..=3 {
+        let waited = redis.quiesce();
+        println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
+        let t = Instant::now();
+        let mut child = Command::new(&o.bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--enable-persistence"])
+            .args([
+                "--redis-addr",
+                &redis.addr(),
+                "--redis-key-prefix",
+                "astrolabe:{bench}",
+            ])
+            .args(["--source", &format!("demo:{}", o.objects)])
+            .env("ASTROLABE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary (cargo build --release)");
+        let addr = listening_addr(&mut child);
+        let listening = t.elapsed();
+        let body = loop {
+            if let Some(b) = http_get(&addr, "/api/v2/kinds") {
+                break b;
+            }
+        };
+        let serving = t.elapsed();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let total: u64 = v["items"]
+            .as_array()
+            .map(|k| k.iter().filter_map(|k| k["count"].as_u64()).sum())
+            .unwrap_or(0);
+        println!(
+            "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}",
+            v["freshness"]["restored"], v["freshness"]["synced"]
+        );
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+        // Each exit writes a final snapshot; the next round restores from it.
+    }
+    // The snapshot the server wrote at its last exit, read in-process.
+    restore_in_process(&redis, 4..=4);
+}
+
+fn listening_addr(child: &mut Child) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the server logs where it listens")
+            .unwrap();
+        if line.contains("restored the graph") {
+            println!("  server: {}", line.trim());
+        }
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining the log so that the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return addr;
+        }
+    }
+}
+
+/// A blocking HTTP/1.1 GET; the body when the answer is 200.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Latencies of ingest (sent until visible) and of queries, recorded by background threads into
+/// the histograms of the current phase.
+struct Probes {
+    stop: Arc<AtomicBool>,
+    phase: Arc<std::sync::atomic::AtomicUsize>,
+    ingest: Arc<Vec<parking_lot::Mutex<Histogram<u64>>>>,
+    query: Arc<Vec<parking_lot::Mutex<Histogram<u64>>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Probes {
+    fn start(rig: &Rig, a: &[Arc<Object>], b: &[Arc<Object>], phases: usize) -> Probes {
+        let hist = || {
+            Arc::new(
+                (0..phases)
+                    .map(|_| parking_lot::Mutex::new(Histogram::<u64>::new(3).unwrap()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let p = Probes {
+            stop: Arc::new(AtomicBool::new(false)),
+            phase: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            ingest: hist(),
+            query: hist(),
+            threads: Vec::new(),
+        };
+        let mut threads = Vec::new();
+        // Ingest: every millisecond, change one probe object and wait until readers see it.
+        {
+            let (tx, graph, stop, phase, hist) = (
+                rig.tx().clone(),
+                rig.graph.clone(),
+                p.stop.clone(),
+                p.phase.clone(),
+                p.ingest.clone(),
+            );
+            let versions = [a[0].clone(), b[0].clone()];
+            threads.push(std::thread::spawn(move || {
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    let o = versions[k % 2].clone();
+                    let t = Instant::now();
+                    tx.change(Change::Upsert(o.clone()));
+                    loop {
+                        let g = graph.read();
+                        if g.find_uid(&o.uid)
+                            .is_some_and(|n| g.object(n).resource_version == o.resource_version)
+                        {
+                            break;
+                        }
+                        drop(g);
+                        std::thread::yield_now();
+                    }
+                    let us = t.elapsed().as_micros() as u64;
+                    hist[phase.load(Ordering::Relaxed)]
+                        .lock()
+                        .record(us.max(1))
+                        .ok();
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }));
+        }
+        // Queries: depth-2 neighbourhoods of Deployments, one after another.
+        {
+            let (graph, stop, phase, hist) = (
+                rig.graph.clone(),
+                p.stop.clone(),
+                p.phase.clone(),
+                p.query.clone(),
+            );
+            let uids: Vec<_> = a
+                .iter()
+                .filter(|o| o.kind == Kind::Deployment)
+                .map(|o| o.uid.clone())
+                .take(10_000)
+                .collect();
+            threads.push(std::thread::spawn(move || {
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    k += 1;
+                    let uid = &uids[k % uids.len()];
+                    let t = Instant::now();
+                    {
+                        let g = graph.read();
+                        let start: Option<NodeIndex> = g.find_uid(uid);
+                        if let Some(n) = start {
+                            std::hint::black_box(g.neighborhood(n, 2, Direction3::Out, &[], 1000));
+                        }
+                    }
+                    let us = t.elapsed().as_micros() as u64;
+                    hist[phase.load(Ordering::Relaxed)]
+                        .lock()
+                        .record(us.max(1))
+                        .ok();
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }));
+        }
+        Probes { threads, ..p }
+    }
+
+    fn set_phase(&self, i: usize) {
+        self.phase.store(i, Ordering::Relaxed);
+    }
+
+    fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+    }
+
+    fn report(&self, names: &[&str]) {
+        println!(
+            "| phase | ingest p50 | ingest p99 | ingest max | query p50 | query p99 | query max |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+        let ms = |v: u64| format!("{:.2} ms", v as f64 / 1000.0);
+        for (i, name) in names.iter().enumerate() {
+            let ing = self.ingest[i].lock();
+            let q = self.query[i].lock();
+            println!(
+                "| {name} ({} / {} samples) | {} | {} | {} | {} | {} | {} |",
+                ing.len(),
+                q.len(),
+                ms(ing.value_at_quantile(0.5)),
+                ms(ing.value_at_quantile(0.99)),
+                ms(ing.max()),
+                ms(q.value_at_quantile(0.5)),
+                ms(q.value_at_quantile(0.99)),
+                ms(q.max())
+            );
+        }
+    }
+}
+
+/// A rig with changes streaming in at `rate` per second and the probes running.
+fn streaming(
+    redis: &Redis,
+    a: &[Arc<Object>],
+    b: &[Arc<Object>],
+    rate: u64,
+    phases: usize,
+) -> (Rig, Probes, Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
+    let rig = Rig::start(config(redis), a);
+    let stop = Arc::new(AtomicBool::new(false));
+    // The background stream skips object 0, which the ingest probe changes.
+    let producer = {
+        let (tx, a, b, stop) = (
+            rig.tx().clone(),
+            a[1..].to_vec(),
+            b[1..].to_vec(),
+            stop.clone(),
+        );
+        std::thread::spawn(move || produce(&tx, &a, &b, rate, &stop, &|| false))
+    };
+    let probes = Probes::start(&rig, a, b, phases);
+    (rig, probes, stop, producer)
+}
+
+fn snapshot(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
+    println!(
+        "\n## snapshot: {} objects while {} changes/s stream in",
+        a.len(),
+        o.rate
+    );
+    let redis = Redis::start();
+    let (rig, mut probes, stop, producer) = streaming(&redis, a, b, o.rate, 2);
+    std::thread::sleep(Duration::from_secs(2));
+    // Phase 0: the same load, no snapshot; as long as the snapshot will take, at least 10 s.
+    let before = redis.used_memory();
+    probes.set_phase(0);
+    std::thread::sleep(Duration::from_secs(10));
+    probes.set_phase(1);
+    let report = rig
+        .persistence()
+        .snapshot(Duration::from_secs(300))
+        .expect("snapshot");
+    probes.set_phase(0);
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    probes.stop();
+    let after = redis.used_memory();
+    println!(
+        "snapshot: {} objects, {:.1} MB written in {:.2?}; Redis used_memory {:.1} MB before, {:.1} MB after",
+        report.objects,
+        report.bytes as f64 / 1e6,
+        report.duration,
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    probes.report(&["steady, no snapshot", "during the snapshot"]);
+    rig.stop();
+}
+
+fn outage(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
+    println!(
+        "\n## outage: Redis killed for {} s while {} changes/s stream in",
+        o.seconds, o.rate
+    );
+    let mut redis = Redis::start();
+    let (rig, mut probes, stop, producer) = streaming(&redis, a, b, o.rate, 3);
+    std::thread::sleep(Duration::from_secs(2));
+    probes.set_phase(0);
+    std::thread::sleep(Duration::from_secs(o.seconds));
+    probes.set_phase(1);
+    redis.kill();
+    let observer = rig.persistence().observer();
+    let mut max_dirty = 0;
+    let mut max_pending_queue = 0;
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(o.seconds) {
+        std::thread::sleep(Duration::from_millis(100));
+        let s = observer.status();
+        max_dirty = max_dirty.max(s.dirty);
+        max_pending_queue = max_pending_queue.max(s.queue_depth);
+    }
+    redis.spawn();
+    probes.set_phase(2);
+    let back = Instant::now();
+    // Caught up: Redis acknowledged the graph's generation as it was when Redis came back.
+    let target = rig.graph.read().generation();
+    while observer.stats().acked_generation.load(Ordering::Relaxed) < target {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let caught_up = back.elapsed();
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    probes.stop();
+    println!(
+        "while down: queue at most {max_pending_queue}, dirty objects at most {max_dirty}; \
+         caught up {caught_up:.2?} after Redis came back (snapshots written: {}, reconnects: {})",
+        observer.stats().snapshots.load(Ordering::Relaxed),
+        observer.stats().reconnects.load(Ordering::Relaxed)
+    );
+    probes.report(&[
+        "Redis up",
+        "Redis down",
+        "Redis back: catch-up and the 3 s after",
+    ]);
+    rig.stop();
+}
+
+fn main() {
+    let o = options();
+    let run = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
+    println!(
+        "persistbench: {} objects, {} s windows, {} cores",
+        o.objects,
+        o.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let t = Instant::now();
+    let (a, b) = objects(o.objects);
+    println!("demo built and projected in {:.1?}", t.elapsed());
+    if run("throughput") {
+        throughput(&o, &a, &b);
+    }
+    if run("restore") {
+        restore(&o, &a);
+    }
+    if run("snapshot") {
+        snapshot(&o, &a, &b);
+    }
+    if run("outage") {
+        outage(&o, &a, &b);
+    }
+}
