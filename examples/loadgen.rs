@@ -11,7 +11,14 @@
 //! per scenario (10), `--warmup S` (2), `--bin PATH` (the server binary; default: the
 //! `astrolabe` next to this example's target directory), `--only TEXT` (run the floor and the
 //! scenarios whose name contains TEXT), `--cache-mb N` (the server's response cache; 0 turns it
-//! off, so that every request is computed).
+//! off, so that every request is computed), `--churn R` (the demo keeps changing at R changes per
+//! second while queries run), `--persistence off|on|compare` (on: the server writes behind to a
+//! `redis-server` this harness starts on loopback, AOF on; compare: the whole run with
+//! persistence off, then on, and the p99 ratio of each scenario).
+//!
+//! ```text
+//! cargo run --release --example loadgen -- --churn 20000 --persistence compare
+//! ```
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -33,6 +40,8 @@ struct Options {
     bin: std::path::PathBuf,
     only: Option<String>,
     cache_mb: u64,
+    churn: f64,
+    persistence: String,
 }
 
 fn options() -> Options {
@@ -47,6 +56,8 @@ fn options() -> Options {
             .unwrap_or_else(|| "target/release/astrolabe".into()),
         only: None,
         cache_mb: 64,
+        churn: 0.0,
+        persistence: "off".into(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -60,13 +71,21 @@ fn options() -> Options {
             "--bin" => o.bin = value.into(),
             "--only" => o.only = Some(value.clone()),
             "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
+            "--churn" => o.churn = value.parse().expect("--churn R"),
+            "--persistence" => {
+                assert!(
+                    ["off", "on", "compare"].contains(&value.as_str()),
+                    "--persistence off|on|compare"
+                );
+                o.persistence = value.clone();
+            }
             other => panic!("unknown option {other}"),
         }
     }
     o
 }
 
-/// The server process, killed by its PID when dropped.
+/// A process, killed by its PID when dropped.
 struct Server(Child);
 
 impl Drop for Server {
@@ -74,6 +93,69 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A redis-server on loopback in a temporary directory, AOF on (`appendfsync everysec`).
+struct Redis {
+    _process: Server,
+    _dir: tempfile::TempDir,
+    addr: String,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let process = Server(
+            Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+                .arg(dir.path())
+                .args([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "everysec",
+                    "--save",
+                    "",
+                ])
+                .args(["--logfile", "redis.log"])
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed (scripts/install-deps.sh)"),
+        );
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis {
+            _process: process,
+            _dir: dir,
+            addr,
+        }
+    }
+}
+
+/// The value of an unlabelled metric in a Prometheus text exposition.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0.0)
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -231,32 +313,103 @@ fn report(results: &[Outcome], o: &Options) {
     }
 }
 
+/// The text of a GET answered 200.
+async fn text(addr: &str, path: &str) -> String {
+    let mut c = Conn::open(addr).await;
+    let (status, len) = c.get(path).await;
+    assert_eq!(status, 200, "{path}");
+    let start = c.buf.len() - len;
+    String::from_utf8_lossy(&c.buf[start..]).into_owned()
+}
+
+/// What one server run measured.
+struct Run {
+    results: Vec<Outcome>,
+    /// Changes applied per second while the scenarios ran.
+    change_rate: f64,
+    /// What persistence did meanwhile (empty when off).
+    persistence: String,
+}
+
 #[allow(clippy::print_stdout)]
 fn main() {
     let o = options();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let addr = format!("127.0.0.1:{port}");
+    let runs: Vec<bool> = match o.persistence.as_str() {
+        "on" => vec![true],
+        "compare" => vec![false, true],
+        _ => vec![false],
+    };
+    let mut done = Vec::new();
+    for persist in runs {
+        let run = run_server(&o, persist);
+        println!(
+            "\n### persistence {}: {:.0} changes applied per second during the scenarios{}",
+            if persist { "on" } else { "off" },
+            run.change_rate,
+            run.persistence
+        );
+        report(&run.results, &o);
+        done.push(run);
+    }
+    if let [off, on] = done.as_slice() {
+        println!("\n### p99 with persistence on / off (same scenarios, same churn, same run)\n");
+        println!("| scenario | p99 off ms | p99 on ms | on / off |");
+        println!("|---|---|---|---|");
+        for (a, b) in off.results.iter().zip(&on.results) {
+            let (pa, pb) = (
+                a.hist.value_at_quantile(0.99),
+                b.hist.value_at_quantile(0.99),
+            );
+            println!(
+                "| {} | {} | {} | {:.2} |",
+                a.name,
+                ms(pa),
+                ms(pb),
+                pb as f64 / pa.max(1) as f64
+            );
+        }
+    }
+}
+
+/// Starts the server (with persistence to a fresh redis-server when `persist`), waits until it
+/// is ready (and, with persistence, until the first full image is in Redis), runs the scenarios.
+#[allow(clippy::print_stdout)]
+fn run_server(o: &Options, persist: bool) -> Run {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let redis = persist.then(Redis::start);
     println!(
-        "starting {} serve --source demo:{} --listen {addr}",
+        "\nstarting {} serve --source demo:{} --listen {addr} --demo-churn {}{}",
         o.bin.display(),
-        o.objects
+        o.objects,
+        o.churn,
+        redis.as_ref().map_or(String::new(), |r| format!(
+            " --enable-persistence --redis-addr {}",
+            r.addr
+        ))
     );
+    let mut cmd = Command::new(&o.bin);
+    cmd.args([
+        "serve",
+        "--source",
+        &format!("demo:{}", o.objects),
+        "--listen",
+        &addr,
+    ])
+    .args(["--response-cache-mb", &o.cache_mb.to_string()])
+    .args(["--demo-churn", &o.churn.to_string()])
+    .env("ASTROLABE_LOG", "warn")
+    .stdout(Stdio::null());
+    if let Some(r) = &redis {
+        cmd.args([
+            "--enable-persistence",
+            "--redis-addr",
+            &r.addr,
+            "--redis-key-prefix",
+            "astrolabe:{loadgen}",
+        ]);
+    }
     let _server = Server(
-        Command::new(&o.bin)
-            .args([
-                "serve",
-                "--source",
-                &format!("demo:{}", o.objects),
-                "--listen",
-                &addr,
-            ])
-            .args(["--response-cache-mb", &o.cache_mb.to_string()])
-            .env("ASTROLABE_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
+        cmd.spawn()
             .expect("the server binary starts (build it first: cargo build --release)"),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -276,6 +429,21 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         println!("server ready after {:.1} s", started.elapsed().as_secs_f64());
+        if persist {
+            // The first full image in Redis (the snapshot after the first full load) and nothing
+            // left over from the load: what follows is the steady state under churn.
+            loop {
+                let m = text(&addr, "/metrics").await;
+                if metric(&m, "astrolabe_persistence_snapshots") >= 1.0
+                    && metric(&m, "astrolabe_persistence_dirty_objects") == 0.0
+                {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(900), "no snapshot after 15 minutes");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            println!("first snapshot in Redis after {:.1} s", started.elapsed().as_secs_f64());
+        }
 
         // Targets, taken from the graph itself.
         let big = "marketplace";
@@ -324,14 +492,36 @@ fn main() {
             ),
             ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
         ];
+        let before = text(&addr, "/metrics").await;
+        let t0 = Instant::now();
         let mut results = Vec::new();
         for (i, (name, paths)) in scenarios.into_iter().enumerate() {
             if i > 0 && o.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
                 continue;
             }
             println!("running: {name}");
-            results.push(scenario(&addr, name, paths, &o).await);
+            results.push(scenario(&addr, name, paths, o).await);
         }
-        report(&results, &o);
-    });
+        let after = text(&addr, "/metrics").await;
+        let window = t0.elapsed().as_secs_f64();
+        let delta = |name: &str| metric(&after, name) - metric(&before, name);
+        let persistence = if persist {
+            format!(
+                "; persistence wrote {:.0} object states/s in {:.0} log entries, {:.0} snapshot(s), \
+                 {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}",
+                delta("astrolabe_persistence_objects_written") / window,
+                delta("astrolabe_persistence_batches"),
+                delta("astrolabe_persistence_snapshots"),
+                delta("astrolabe_persistence_overflowed"),
+                metric(&after, "astrolabe_persistence_queue_depth"),
+            )
+        } else {
+            String::new()
+        };
+        Run {
+            results,
+            change_rate: delta("astrolabe_graph_generation") / window,
+            persistence,
+        }
+    })
 }

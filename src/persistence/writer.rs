@@ -323,7 +323,7 @@ impl Writer {
         // cores, and the parts are written as one entry.
         let parts = ops.len().div_ceil(PART_OPS).clamp(1, cores());
         let generation = self.seen_generation;
-        let encoded = parallel_map(ops.chunks(ops.len().div_ceil(parts).max(1)), |ops| {
+        let encoded = parallel_map(ops.chunks(ops.len().div_ceil(parts).max(1)), false, |ops| {
             format::encode(&Batch {
                 format: FORMAT_VERSION,
                 graph_generation: generation,
@@ -368,36 +368,19 @@ impl Writer {
             .as_mut()
             .ok_or_else(|| StoreError::Foreign("not connected".into()))?;
         let started = Instant::now();
-        let pending = &self.pending;
-        let objects = grouped_by_namespace(
-            self.mirror
-                .iter()
-                .filter(|(uid, _)| !pending.contains_key(*uid))
-                .map(|(_, o)| o)
-                .chain(pending.values().filter_map(|(_, s)| s.as_ref())),
-        );
-        let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(&objects);
-        let generation = store.next_generation()?;
-        let manifest = Manifest {
-            format: FORMAT_VERSION,
-            generation,
-            created_ms: unix_ms(),
-            objects: objects.len() as u64,
-            graph_generation: self.seen_generation,
-            log_id: self.last_log_id.clone(),
-            chunks: chunks
-                .iter()
-                .map(|(b, crc, n)| ChunkInfo {
-                    objects: *n as u64,
-                    bytes: b.len() as u64,
-                    crc32: *crc,
-                })
-                .collect(),
-        };
-        let bodies: Vec<Vec<u8>> = chunks.into_iter().map(|(b, _, _)| b).collect();
-        let bytes = store.write_snapshot(&manifest, &bodies)?;
-        store.switch(generation, &manifest.log_id)?;
-        store.remove_other_generations(generation)?;
+        let (mirror, pending) = (&self.mirror, &self.pending);
+        let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
+        // The whole snapshot (collecting, encoding, sending) runs on a thread of lower priority
+        // (see `lower_priority`) while this one waits for it, so that its order relative to the
+        // log is unchanged and on a busy machine it yields the cores to ingest and queries.
+        let (generation, objects, bytes) = std::thread::scope(|s| {
+            s.spawn(move || {
+                lower_priority();
+                write_snapshot(store, mirror, pending, graph_generation, log_id)
+            })
+            .join()
+            .expect("the snapshot thread panicked")
+        })?;
         for (uid, (_, state)) in self.pending.drain() {
             match state {
                 Some(o) => {
@@ -415,7 +398,7 @@ impl Writer {
             .store(self.acked_generation, Ordering::Relaxed);
         let report = SnapshotReport {
             generation,
-            objects: manifest.objects,
+            objects,
             bytes,
             duration: started.elapsed(),
         };
@@ -425,13 +408,13 @@ impl Writer {
         stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
         stats
             .last_snapshot_objects
-            .store(manifest.objects, Ordering::Relaxed);
+            .store(objects, Ordering::Relaxed);
         stats
             .last_snapshot_micros
             .store(report.duration.as_micros() as u64, Ordering::Relaxed);
         tracing::info!(
             generation,
-            objects = manifest.objects,
+            objects,
             bytes,
             seconds = report.duration.as_secs_f64(),
             "persistence: snapshot written"
@@ -457,6 +440,47 @@ impl Writer {
             self.failed(&e);
         }
     }
+}
+
+/// Writes `mirror` with `pending` applied as a new generation, switches to it and removes the
+/// others: (generation, objects, bytes).
+fn write_snapshot(
+    store: &mut Store,
+    mirror: &FxHashMap<Uid, Arc<Object>>,
+    pending: &FxHashMap<Uid, Pending>,
+    graph_generation: u64,
+    log_id: String,
+) -> Result<(u64, u64, u64), StoreError> {
+    let objects = grouped_by_namespace(
+        mirror
+            .iter()
+            .filter(|(uid, _)| !pending.contains_key(*uid))
+            .map(|(_, o)| o)
+            .chain(pending.values().filter_map(|(_, s)| s.as_ref())),
+    );
+    let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(&objects);
+    let generation = store.next_generation()?;
+    let manifest = Manifest {
+        format: FORMAT_VERSION,
+        generation,
+        created_ms: unix_ms(),
+        objects: objects.len() as u64,
+        graph_generation,
+        log_id,
+        chunks: chunks
+            .iter()
+            .map(|(b, crc, n)| ChunkInfo {
+                objects: *n as u64,
+                bytes: b.len() as u64,
+                crc32: *crc,
+            })
+            .collect(),
+    };
+    let bodies: Vec<Vec<u8>> = chunks.into_iter().map(|(b, _, _)| b).collect();
+    let bytes = store.write_snapshot(&manifest, &bodies)?;
+    store.switch(generation, &manifest.log_id)?;
+    store.remove_other_generations(generation)?;
+    Ok((generation, manifest.objects, bytes))
 }
 
 /// The objects grouped by namespace (in order of first appearance, otherwise as given). A graph
@@ -486,11 +510,26 @@ pub(super) fn grouped_by_namespace<'a>(
 }
 
 /// Encodes objects into chunks on all cores: (bytes, crc, objects).
+///
+/// The encoding threads run at a lower scheduling priority (nice 9): a snapshot is background
+/// work, and on a busy machine the ingest thread and the queries must get the cores first.
 pub(super) fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
-    parallel_map(objects.chunks(CHUNK_OBJECTS), |part| {
+    parallel_map(objects.chunks(CHUNK_OBJECTS), true, |part| {
         let (bytes, crc) = format::encode(part);
         (bytes, crc, part.len())
     })
+}
+
+/// Lowers the calling thread's scheduling priority to nice 9 (raising it back would need a
+/// privilege, so this is for threads that only do background work).
+fn lower_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    if let Ok(p) = ThreadPriorityValue::try_from(25u8)
+        && let Err(e) =
+            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(p))
+    {
+        tracing::debug!(error = ?e, "cannot lower the priority of a snapshot encoding thread");
+    }
 }
 
 /// The machine's cores.
@@ -499,12 +538,14 @@ fn cores() -> usize {
 }
 
 /// `f` applied to every item, the items shared among one thread per core; results in order.
+/// With `background`, the threads run at a lower priority (see [`lower_priority`]).
 fn parallel_map<T: Sync, R: Send>(
     items: impl Iterator<Item = T>,
+    background: bool,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
     let items: Vec<T> = items.collect();
-    if items.len() <= 1 {
+    if items.len() <= 1 && !background {
         return items.iter().map(f).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -513,6 +554,9 @@ fn parallel_map<T: Sync, R: Send>(
             .map(|_| {
                 let (items, next, f) = (&items, &next, &f);
                 s.spawn(move || {
+                    if background {
+                        lower_priority();
+                    }
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
