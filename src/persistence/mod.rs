@@ -42,7 +42,8 @@ pub struct PersistConfig {
     pub flush_interval: Duration,
     /// Changes taken from the channel per write cycle.
     pub batch_size: usize,
-    /// Above this many pending objects (after an outage), a snapshot replaces the log entry.
+    /// Above this many pending objects, or a quarter of the graph if that is more (after an
+    /// outage), a snapshot replaces the log entry.
     pub max_log_entry: usize,
     /// Capacity of the channel from the graph's writer.
     pub channel_capacity: usize,

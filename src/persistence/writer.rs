@@ -229,8 +229,13 @@ impl Writer {
             self.log_bytes_since_snapshot > (2 * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
         let periodic =
             log_full || (!interval.is_zero() && self.last_snapshot.elapsed() >= interval);
-        let result = if self.pending.len() > self.cfg.max_log_entry {
-            // Too much for one log entry (a long outage): a snapshot of everything instead.
+        // A snapshot replaces the log entry only when it costs about as much: when a quarter of
+        // the graph is pending (after a long outage). Below that, one (multi-part) entry is far
+        // cheaper; snapshotting whenever a busy channel overflowed would spiral, as changes keep
+        // overflowing while each snapshot of a large graph is written.
+        let too_much = self.cfg.max_log_entry.max(self.mirror.len() / 4);
+        let result = if self.pending.len() > too_much {
+            // Too much for one log entry: a snapshot of everything instead.
             self.snapshot().map(|_| ())
         } else if self.snapshot_due || periodic {
             self.flush().and_then(|()| self.snapshot().map(|_| ()))
