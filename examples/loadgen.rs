@@ -95,57 +95,12 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A redis-server on loopback in a temporary directory, AOF on (`appendfsync everysec`).
-struct Redis {
-    _process: Server,
-    _dir: tempfile::TempDir,
-    addr: String,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let port = free_port();
-        let process = Server(
-            Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
-                .arg(dir.path())
-                .args([
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "everysec",
-                    "--save",
-                    "",
-                ])
-                .args(["--logfile", "redis.log"])
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("redis-server is installed (scripts/install-deps.sh)"),
-        );
-        let addr = format!("127.0.0.1:{port}");
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis {
-            _process: process,
-            _dir: dir,
-            addr,
-        }
-    }
-}
+/// The tests' real redis-server (free loopback port, temporary directory, AOF `everysec`,
+/// stopped by PID when dropped).
+#[path = "../tests/support/redis.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_server;
+use redis_server::{RedisServer, free_port};
 
 /// The value of an unlabelled metric in a Prometheus text exposition.
 fn metric(text: &str, name: &str) -> f64 {
@@ -376,7 +331,7 @@ fn main() {
 #[allow(clippy::print_stdout)]
 fn run_server(o: &Options, persist: bool) -> Run {
     let addr = format!("127.0.0.1:{}", free_port());
-    let redis = persist.then(Redis::start);
+    let redis = persist.then(RedisServer::start);
     println!(
         "\nstarting {} serve --source demo:{} --listen {addr} --demo-churn {}{}",
         o.bin.display(),
@@ -384,7 +339,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
         o.churn,
         redis.as_ref().map_or(String::new(), |r| format!(
             " --enable-persistence --redis-addr {}",
-            r.addr
+            r.addr()
         ))
     );
     let mut cmd = Command::new(&o.bin);
@@ -403,7 +358,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
         cmd.args([
             "--enable-persistence",
             "--redis-addr",
-            &r.addr,
+            &r.addr(),
             "--redis-key-prefix",
             "astrolabe:{loadgen}",
         ]);

@@ -75,85 +75,26 @@ fn options() -> Options {
     o
 }
 
-/// A redis-server of our own, stopped by PID when dropped.
-struct Redis {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
+/// The tests' real redis-server (free loopback port, temporary directory, AOF `everysec`,
+/// stopped by PID when dropped).
+#[path = "../tests/support/redis.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_server;
+use redis_server::RedisServer as Redis;
+
+/// What the harness reads from Redis besides the tests' needs.
+trait Inspect {
+    fn used_memory(&self) -> u64;
+    fn quiesce(&self) -> Duration;
+    fn flushall(&self);
 }
 
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut r = Redis {
-            child: None,
-            port,
-            dir: tempfile::tempdir().unwrap(),
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-            ])
-            .arg(self.dir.path())
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--save",
-                "",
-            ])
-            .args(["--logfile", "redis.log"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/install-deps.sh)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while redis::Client::open(format!("redis://{}", self.addr()))
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_err()
-        {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
+impl Inspect for Redis {
     fn used_memory(&self) -> u64 {
-        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
-            .unwrap()
-            .get_connection()
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query(&mut self.client())
             .unwrap();
-        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
         info.lines()
             .find_map(|l| l.strip_prefix("used_memory:"))
             .and_then(|v| v.trim().parse().ok())
@@ -164,10 +105,7 @@ impl Redis {
     /// dataset, which takes one of the machine's cores); returns how long that took.
     fn quiesce(&self) -> Duration {
         let t = Instant::now();
-        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut c = self.client();
         loop {
             let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
             let busy = info.lines().any(|l| {
@@ -183,17 +121,7 @@ impl Redis {
     }
 
     fn flushall(&self) {
-        let mut c = redis::Client::open(format!("redis://{}", self.addr()))
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
+        let _: () = redis::cmd("FLUSHALL").query(&mut self.client()).unwrap();
     }
 }
 
@@ -205,10 +133,6 @@ fn config(redis: &Redis) -> PersistConfig {
             ..RedisConfig::default()
         },
         snapshot_interval: Duration::ZERO,
-        batch_size: std::env::var("PB_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000),
         ..PersistConfig::default()
     }
 }
@@ -581,42 +505,6 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
             r.objects.len(),
             g.node_count()
         );
-        if std::env::var_os("PB_DEBUG").is_some() {
-            let transitions = r
-                .objects
-                .windows(2)
-                .filter(|w| w[0].namespace != w[1].namespace)
-                .count();
-            let kt = r
-                .objects
-                .windows(2)
-                .filter(|w| w[0].kind != w[1].kind)
-                .count();
-            println!(
-                "  ns transitions {transitions}, kind transitions {kt}; first: {:?}",
-                r.objects
-                    .iter()
-                    .take(8)
-                    .map(|o| format!("{}/{}/{}", o.namespace, o.kind.name(), o.name))
-                    .collect::<Vec<_>>()
-            );
-            let t = Instant::now();
-            let mut g = Graph::new();
-            for o in &r.objects {
-                g.apply(Change::Upsert(o.clone()));
-            }
-            println!("  stored order rebuilt {:?}", t.elapsed());
-            let mut v = r.objects.clone();
-            v.sort_by(|x, y| {
-                (&x.namespace, &x.kind, &x.name).cmp(&(&y.namespace, &y.kind, &y.name))
-            });
-            let t = Instant::now();
-            let mut g = Graph::new();
-            for o in &v {
-                g.apply(Change::Upsert(o.clone()));
-            }
-            println!("  sorted order rebuilt {:?}", t.elapsed());
-        }
     }
 }
 
@@ -936,7 +824,7 @@ fn outage(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         max_dirty = max_dirty.max(s.dirty);
         max_pending_queue = max_pending_queue.max(s.queue_depth);
     }
-    redis.spawn();
+    redis.restart();
     probes.set_phase(2);
     let back = Instant::now();
     // Caught up: Redis acknowledged the graph's generation as it was when Redis came back.

@@ -17,6 +17,7 @@ use astrolabe::relations::Projector;
 use astrolabe::sources::demo::{DemoCluster, DemoConfig};
 use astrolabe::sources::demo_change;
 use support::redis::{RedisServer, Sentinel, start_cluster, wait_cluster_ok};
+use support::wait_for;
 
 fn config(redis: &RedisServer, name: &str) -> PersistConfig {
     PersistConfig {
@@ -98,6 +99,14 @@ impl Rig {
 
     fn persistence(&self) -> &Persistence {
         self.persistence.as_ref().unwrap()
+    }
+
+    /// Snapshots written so far.
+    fn snapshots(&self) -> u64 {
+        self.persistence()
+            .stats()
+            .snapshots
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Once everything sent is applied, flushes, retrying while Redis comes back.
@@ -264,20 +273,11 @@ fn a_snapshot_and_the_log_after_it_recover_together() {
     let (tx, writer) = (rig.tx.take().unwrap(), rig.writer.take().unwrap());
     tx.send(Event::Synced);
     // Wait for the snapshot taken after the first full load.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rig
-        .persistence()
-        .stats()
-        .snapshots
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot after the first full load"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "a snapshot after the first full load",
+        Duration::from_secs(20),
+        || rig.snapshots() > 0,
+    );
     let p = Projector::default();
     for e in (0..200).flat_map(|_| cluster.as_mut().unwrap().step()) {
         tx.change(demo_change(&e, &p).unwrap());
@@ -326,14 +326,11 @@ fn a_redis_outage_loses_nothing_and_is_caught_up() {
     for c in churn(cluster.as_mut().unwrap(), 300) {
         rig.send(c);
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while rig.persistence().status().connected {
-        assert!(
-            Instant::now() < deadline,
-            "the writer never noticed Redis was gone"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "the writer noticing Redis is gone",
+        Duration::from_secs(20),
+        || !rig.persistence().status().connected,
+    );
     assert!(rig.persistence().flush(Duration::from_secs(2)).is_err());
     redis.restart();
     rig.drain();
@@ -367,20 +364,11 @@ fn a_redis_crash_with_aof_every_second_is_repaired_by_the_snapshot_after_reconne
     redis.restart();
     rig.drain();
     // After reconnecting, the writer writes a snapshot: Redis is exactly the graph again.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while rig
-        .persistence()
-        .stats()
-        .snapshots
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no snapshot after Redis came back"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(
+        "a snapshot after Redis came back",
+        Duration::from_secs(30),
+        || rig.snapshots() > 0,
+    );
     rig.flush(Duration::from_secs(10));
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 }

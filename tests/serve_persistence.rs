@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use astrolabe::graph::{Change, Graph, ListScope};
 use astrolabe::persistence::{self, RedisConfig};
@@ -19,6 +19,7 @@ use astrolabe::sources::demo_change;
 use serde_json::Value;
 use support::process::{Proc, get, signal, start, wait_exit, wait_ready};
 use support::redis::{RedisServer, free_port};
+use support::wait_for;
 
 fn redis_config(redis: &RedisServer) -> RedisConfig {
     RedisConfig {
@@ -93,14 +94,6 @@ fn demo_config(objects: usize) -> DemoConfig {
         objects,
         now: now - now.rem_euclid(86_400),
         ..DemoConfig::default()
-    }
-}
-
-fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !ok() {
-        assert!(Instant::now() < deadline, "{what} within {within:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

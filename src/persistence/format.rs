@@ -84,15 +84,17 @@ pub enum Op {
     Delete(Uid),
 }
 
-/// What one log entry holds: the coalesced state changes of one write batch.
+/// What one part of a log entry holds: coalesced state changes of one write batch. Read as
+/// `Batch` (owning its operations); written as `Batch<&[Op]>`, which encodes the same bytes
+/// without copying the operations into each part.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Batch {
+pub struct Batch<O = Vec<Op>> {
     /// [`FORMAT_VERSION`] when written.
     pub format: u32,
     /// The graph generation after the last change in the batch.
     pub graph_generation: u64,
     /// The operations, at most one per uid.
-    pub ops: Vec<Op>,
+    pub ops: O,
 }
 
 /// MessagePack (named fields), LZ4-compressed, with the CRC-32 of the compressed bytes.
@@ -241,6 +243,13 @@ mod tests {
         };
         let (bytes, crc) = encode(&b);
         assert_eq!(decode::<Batch>(&bytes, crc, "batch").unwrap(), b);
+        // The borrowed form the writer sends is the same bytes.
+        let borrowed = Batch {
+            format: b.format,
+            graph_generation: b.graph_generation,
+            ops: b.ops.as_slice(),
+        };
+        assert_eq!(encode(&borrowed), (bytes, crc));
     }
 
     #[test]

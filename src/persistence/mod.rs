@@ -232,8 +232,10 @@ impl PendingWriter {
             .spawn(move || w.run())
             .expect("spawning the persistence thread");
         Persistence {
-            tx: self.tx,
-            shared: self.shared,
+            observer: PersistObserver {
+                tx: self.tx,
+                shared: self.shared,
+            },
             thread,
         }
     }
@@ -241,8 +243,8 @@ impl PendingWriter {
 
 /// The running writer thread.
 pub struct Persistence {
-    tx: Sender<Msg>,
-    shared: Arc<Shared>,
+    /// The channel and the shared counters (the same handle the API reads).
+    observer: PersistObserver,
     thread: JoinHandle<()>,
 }
 
@@ -273,31 +275,24 @@ pub enum PersistError {
 impl Persistence {
     /// Counters.
     pub fn stats(&self) -> &PersistStats {
-        &self.shared.stats
+        self.observer.stats()
     }
 
     /// Connection, queue, dirty set, last error.
     pub fn status(&self) -> PersistStatus {
-        PersistStatus {
-            connected: self.shared.stats.connected.load(Ordering::Relaxed),
-            queue_depth: self.tx.len(),
-            dirty: self.shared.dirty_count.load(Ordering::Relaxed),
-            last_error: self.shared.last_error.lock().clone(),
-        }
+        self.observer.status()
     }
 
     /// A cheap handle for status readers (the API).
     pub fn observer(&self) -> PersistObserver {
-        PersistObserver {
-            tx: self.tx.clone(),
-            shared: self.shared.clone(),
-        }
+        self.observer.clone()
     }
 
     /// Writes everything queued, waiting at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), PersistError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.tx
+        self.observer
+            .tx
             .send_timeout(Msg::Flush(tx), timeout)
             .map_err(|_| PersistError::Timeout(timeout))?;
         rx.recv_timeout(timeout)
@@ -308,7 +303,8 @@ impl Persistence {
     /// Writes everything queued, then a snapshot, waiting at most `timeout`.
     pub fn snapshot(&self, timeout: Duration) -> Result<SnapshotReport, PersistError> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.tx
+        self.observer
+            .tx
             .send_timeout(Msg::Snapshot(tx), timeout)
             .map_err(|_| PersistError::Timeout(timeout))?;
         rx.recv_timeout(timeout)
@@ -318,7 +314,7 @@ impl Persistence {
 
     /// Stops the thread after it flushes what is queued; gives up waiting at `deadline`.
     pub fn stop(self, deadline: Instant) {
-        let _ = self.tx.send_deadline(Msg::Stop, deadline);
+        let _ = self.observer.tx.send_deadline(Msg::Stop, deadline);
         while !self.thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -476,11 +472,7 @@ fn read_chunks(
 ) -> Result<(), RecoverError> {
     let n = manifest.chunks.len();
     // One core is left to the caller, which builds the graph from the chunks meanwhile.
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |t| t.get())
-        .saturating_sub(1)
-        .clamp(1, 8)
-        .min(n.max(1));
+    let threads = writer::cores().saturating_sub(1).clamp(1, 8).min(n.max(1));
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     std::thread::scope(|s| {

@@ -328,11 +328,11 @@ impl Writer {
         // cores, and the parts are written as one entry.
         let parts = ops.len().div_ceil(PART_OPS).clamp(1, cores());
         let generation = self.seen_generation;
-        let encoded = parallel_map(ops.chunks(ops.len().div_ceil(parts).max(1)), false, |ops| {
+        let encoded = parallel_map(ops.chunks(ops.len().div_ceil(parts).max(1)), |ops| {
             format::encode(&Batch {
                 format: FORMAT_VERSION,
                 graph_generation: generation,
-                ops: ops.to_vec(),
+                ops: *ops,
             })
         });
         let size: usize = encoded.iter().map(|(b, _)| b.len()).sum();
@@ -514,19 +514,18 @@ pub(super) fn grouped_by_namespace<'a>(
     out
 }
 
-/// Encodes objects into chunks on all cores: (bytes, crc, objects).
-///
-/// The encoding threads run at a lower scheduling priority (nice 9): a snapshot is background
-/// work, and on a busy machine the ingest thread and the queries must get the cores first.
+/// Encodes objects into chunks on all cores: (bytes, crc, objects). Called from the snapshot
+/// thread, whose lower priority the encoding threads inherit.
 pub(super) fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usize)> {
-    parallel_map(objects.chunks(CHUNK_OBJECTS), true, |part| {
+    parallel_map(objects.chunks(CHUNK_OBJECTS), |part| {
         let (bytes, crc) = format::encode(part);
         (bytes, crc, part.len())
     })
 }
 
-/// Lowers the calling thread's scheduling priority to nice 9 (raising it back would need a
-/// privilege, so this is for threads that only do background work).
+/// Lowers the calling thread's scheduling priority to nice 9, which the threads it then creates
+/// inherit (raising it back would need a privilege, so this is for threads that only do
+/// background work: on a busy machine the ingest thread and the queries get the cores first).
 fn lower_priority() {
     use thread_priority::{ThreadPriority, ThreadPriorityValue};
     if let Ok(p) = ThreadPriorityValue::try_from(25u8)
@@ -538,19 +537,17 @@ fn lower_priority() {
 }
 
 /// The machine's cores.
-fn cores() -> usize {
+pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// `f` applied to every item, the items shared among one thread per core; results in order.
-/// With `background`, the threads run at a lower priority (see [`lower_priority`]).
 fn parallel_map<T: Sync, R: Send>(
     items: impl Iterator<Item = T>,
-    background: bool,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
     let items: Vec<T> = items.collect();
-    if items.len() <= 1 && !background {
+    if items.len() <= 1 {
         return items.iter().map(f).collect();
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
@@ -559,9 +556,6 @@ fn parallel_map<T: Sync, R: Send>(
             .map(|_| {
                 let (items, next, f) = (&items, &next, &f);
                 s.spawn(move || {
-                    if background {
-                        lower_priority();
-                    }
                     let mut done = Vec::new();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
@@ -594,4 +588,32 @@ pub(super) fn connect(cfg: &RedisConfig) -> Result<Store, StoreError> {
     let mut s = cfg.connect()?;
     s.ping()?;
     Ok(s)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    /// This thread's nice value, from /proc.
+    fn nice() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after "(comm)": state is the 1st, nice the 17th.
+        let rest = stat.rsplit_once(')').unwrap().1;
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn the_snapshot_thread_and_the_encoders_it_starts_run_at_lower_priority() {
+        let outer = nice();
+        let (own, encoders) = std::thread::spawn(|| {
+            let before = nice();
+            super::lower_priority();
+            let own = nice();
+            let encoders = super::parallel_map(0..4, |_| nice());
+            assert!(own > before, "nice {before} -> {own}");
+            (own, encoders)
+        })
+        .join()
+        .unwrap();
+        assert!(encoders.iter().all(|n| *n == own), "{own} vs {encoders:?}");
+        assert_eq!(nice(), outer, "the calling thread keeps its priority");
+    }
 }

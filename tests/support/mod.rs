@@ -166,3 +166,16 @@ pub fn uid_of(kind: &str, ns: &str, name: &str) -> String {
         uid(&format!("{kind}/{ns}/{name}"))
     }
 }
+
+/// Polls `ok` every 50 ms until it holds; fails the test with "`what` within `within`" if it does
+/// not hold in time.
+pub fn wait_for(what: &str, within: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
