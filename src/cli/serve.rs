@@ -240,7 +240,10 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         }));
         shutdown_signal().await;
         let deadline = Instant::now() + shutdown_timeout;
-        tracing::info!("shutting down: stopping the source, finishing requests, writing the final snapshot");
+        tracing::info!(
+            "shutting down: stopping the source, finishing requests{}",
+            if persistence.is_some() { ", writing the final snapshot" } else { "" }
+        );
         stop_source.store(true, Ordering::Relaxed);
         let _ = stop_tx.send(());
         let served = match tokio::time::timeout(remaining(deadline), server).await {
