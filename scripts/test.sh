@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 
 ./scripts/install-deps.sh
 
+# A clean CI checkout gains nothing from incremental artifacts (they doubled target/), and CI
+# disks can be small: report the space so a shortage shows up before the build fails on it.
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0
+fi
+echo "== disk free where target/ is built"
+df -h . | tail -1
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
