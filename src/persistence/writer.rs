@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use rand::Rng;
 use rustc_hash::FxHashMap;
 
@@ -116,24 +116,13 @@ impl Writer {
 
     pub(super) fn run(mut self) {
         loop {
-            let timeout = self.cfg.flush_interval;
-            match self.rx.recv_timeout(timeout) {
+            match self.rx.recv_timeout(self.cfg.flush_interval) {
                 Ok(msg) => {
                     if !self.handle(msg) {
                         break;
                     }
-                    // Drain what else is queued, up to a batch.
-                    let mut taken = 1;
-                    while taken < self.cfg.batch_size {
-                        match self.rx.try_recv() {
-                            Ok(msg) => {
-                                taken += 1;
-                                if !self.handle(msg) {
-                                    return self.finish();
-                                }
-                            }
-                            Err(_) => break,
-                        }
+                    if !self.gather() {
+                        break;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -142,6 +131,43 @@ impl Writer {
             self.tick();
         }
         self.finish();
+    }
+
+    /// Collects changes for one log entry: for one flush interval after the first, or until a
+    /// batch of distinct objects is pending. Under a steady stream this writes one entry per
+    /// interval instead of one per burst (at 20 K changes/s, ~20 instead of ~600 commands a
+    /// second), and coalesces repeated changes to an object. It sleeps in slices rather than
+    /// waking for every message; the channel holds what arrives meanwhile. Returns false when the
+    /// thread should stop.
+    fn gather(&mut self) -> bool {
+        let interval = self.cfg.flush_interval;
+        let deadline = Instant::now() + interval;
+        let slice = (interval / 10).max(Duration::from_millis(1));
+        // While Redis is away nothing can be written: changes coalesce in memory for the whole
+        // interval instead of ending the batch early.
+        let batch = if self.store.is_some() {
+            self.cfg.batch_size
+        } else {
+            usize::MAX
+        };
+        loop {
+            while self.pending.len() < batch {
+                match self.rx.try_recv() {
+                    Ok(msg) => {
+                        if !self.handle(msg) {
+                            return false;
+                        }
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return false,
+                }
+            }
+            let now = Instant::now();
+            if self.pending.len() >= batch || now >= deadline {
+                return true;
+            }
+            std::thread::sleep(slice.min(deadline - now));
+        }
     }
 
     /// Applies one message; returns false when the thread should stop.
