@@ -5,6 +5,8 @@
 #   - redis-server, redis-sentinel, redis-tools (Debian packages): the persistence tests start
 #     their own Redis servers, sentinels and a cluster on free loopback ports.
 #   - rustfmt and clippy (rustup components): the style gates.
+#   - kube-apiserver and etcd (built once from Debian's packages by build-kube-apiserver.sh, cached
+#     under ~/.cache/astrolabe, no root needed): the tests against a real API server.
 set -euo pipefail
 
 as_root() {
@@ -28,3 +30,5 @@ apt_install graphviz redis-server redis-sentinel redis-tools
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^${component}" || rustup component add "$component"
 done
+
+"$(dirname "$0")/build-kube-apiserver.sh" >/dev/null

@@ -65,9 +65,15 @@ fn reads_its_configuration_from_the_environment_and_stops_on_sigint() {
 
 #[test]
 fn bad_configuration_is_a_clear_error() {
+    // No cluster configuration anywhere: not in a pod, no KUBECONFIG, an empty home.
+    let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_astrolabe"))
             .args(args)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("KUBERNETES_SERVICE_PORT")
+            .env_remove("KUBECONFIG")
+            .env("HOME", home.path())
             .output()
             .unwrap();
         (
@@ -75,9 +81,38 @@ fn bad_configuration_is_a_clear_error() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    let (code, err) = run(&["serve", "--source", "kube", "--listen", "127.0.0.1:0"]);
-    assert_eq!(code, Some(2));
-    assert!(err.contains("--source demo"), "{err}");
+    // The live source is the default: without a cluster it says so and names the demo, never
+    // serving demo data in its place.
+    for args in [
+        &["serve", "--listen", "127.0.0.1:0"][..],
+        &["serve", "--source", "kube", "--listen", "127.0.0.1:0"],
+    ] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(2), "{err}");
+        assert!(
+            err.contains("no Kubernetes cluster configuration found")
+                && err.contains("--source demo"),
+            "{err}"
+        );
+    }
+    let (code, err) = run(&[
+        "serve",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    let (code, err) = run(&[
+        "serve",
+        "--label-selector",
+        "app in (",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("invalid --label-selector"), "{err}");
     let (code, err) = run(&[
         "serve",
         "--source",

@@ -264,7 +264,7 @@ fn production_mode_refuses_to_start_without_persistence_or_redis() {
             ("ENABLE_PERSISTENCE", "true"),
             ("REDIS_ADDR", &nowhere),
         ],
-        &["serve", "--listen", "127.0.0.1:0"],
+        &["serve", "--source", "demo", "--listen", "127.0.0.1:0"],
     );
     assert_eq!(code, Some(1));
     assert!(

@@ -35,6 +35,14 @@ pub mod names {
     pub const OBJECTS: &str = "astrolabe_objects";
     /// Counter of changes applied to the graph.
     pub const CHANGES_APPLIED: &str = "astrolabe_changes_applied";
+    /// Histogram of apply lag in seconds (source receipt to visible).
+    pub const APPLY_LAG: &str = "astrolabe_apply_lag_seconds";
+    /// Counter of Kubernetes watch events, by `kind` and `type`.
+    pub const KUBE_EVENTS: &str = "astrolabe_kube_events";
+    /// Counter of relists, by `kind`.
+    pub const KUBE_RELISTS: &str = "astrolabe_kube_relists";
+    /// Counter of list and watch errors, by `kind`.
+    pub const KUBE_WATCH_ERRORS: &str = "astrolabe_kube_watch_errors";
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -69,6 +77,7 @@ impl Metrics {
         graph: GraphHandle,
         cache: Arc<super::cache::ResponseCache>,
         persistence: Option<crate::persistence::PersistObserver>,
+        kube: Option<Arc<crate::sources::kube::KubeStatus>>,
     ) -> Metrics {
         let mut registry = Registry::default();
         let duration = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -85,6 +94,33 @@ impl Metrics {
             "HTTP responses, by route template and status class",
             responses.clone(),
         );
+        registry.register(
+            names::APPLY_LAG,
+            "Seconds from a source receiving a change to readers seeing it in the graph",
+            graph.stats().apply_lag.clone(),
+        );
+        if let Some(k) = kube {
+            registry.register(
+                names::KUBE_EVENTS,
+                "Watch events received from the Kubernetes API, by kind and type (list, apply, delete)",
+                k.events.clone(),
+            );
+            registry.register(
+                names::KUBE_RELISTS,
+                "Full lists of a kind after its first (after a 410 or a restarted watch)",
+                k.relists.clone(),
+            );
+            registry.register(
+                names::KUBE_WATCH_ERRORS,
+                "List and watch errors from the Kubernetes API, by kind",
+                k.watch_errors.clone(),
+            );
+            registry.register(
+                "astrolabe_kube_skipped_objects",
+                "Objects from the Kubernetes API that could not be read and were skipped",
+                k.skipped_objects.clone(),
+            );
+        }
         registry.register_collector(Box::new(GraphCollector { graph, cache }));
         if let Some(p) = persistence {
             registry.register_collector(Box::new(PersistCollector(p)));

@@ -35,6 +35,7 @@ pub use metrics::names as metric_names;
 
 use crate::ingest::GraphHandle;
 use crate::persistence::PersistObserver;
+use crate::sources::kube::KubeStatus;
 
 /// Settings of the API.
 #[derive(Clone, Debug)]
@@ -65,6 +66,7 @@ struct StateInner {
     metrics: Metrics,
     cache: Arc<cache::ResponseCache>,
     persistence: Option<PersistObserver>,
+    kube: Option<Arc<KubeStatus>>,
     config: ApiConfig,
 }
 
@@ -80,14 +82,34 @@ impl AppState {
         config: ApiConfig,
         persistence: Option<PersistObserver>,
     ) -> AppState {
+        AppState::with_sources(graph, config, persistence, None)
+    }
+
+    /// State over `graph`, reporting on persistence and on the live Kubernetes source.
+    pub fn with_sources(
+        graph: GraphHandle,
+        config: ApiConfig,
+        persistence: Option<PersistObserver>,
+        kube: Option<Arc<KubeStatus>>,
+    ) -> AppState {
         let cache = Arc::new(cache::ResponseCache::new(config.response_cache_bytes));
         AppState(Arc::new(StateInner {
-            metrics: Metrics::new(graph.clone(), cache.clone(), persistence.clone()),
+            metrics: Metrics::new(
+                graph.clone(),
+                cache.clone(),
+                persistence.clone(),
+                kube.clone(),
+            ),
             graph,
             cache,
             persistence,
+            kube,
             config,
         }))
+    }
+
+    pub(crate) fn kube(&self) -> Option<&KubeStatus> {
+        self.0.kube.as_deref()
     }
 
     pub(crate) fn persistence(&self) -> Option<&PersistObserver> {

@@ -86,6 +86,9 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
             },
         },
     ];
+    if let Some(k) = st.kube() {
+        checks.push(kube_check(k));
+    }
     if let Some(p) = st.persistence() {
         checks.push(persistence_check(p));
     }
@@ -117,6 +120,61 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
 
 /// Persistence: connected passes; Redis away (the service runs from memory and catches up
 /// later) warns.
+/// The live source's kinds: skipped ones (not served by this API server) are reported but pass;
+/// forbidden or failing ones degrade the service, each named.
+fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
+    use crate::sources::kube::KindState;
+    let kinds = k.kinds();
+    let named = |state: KindState| -> Vec<String> {
+        kinds
+            .iter()
+            .filter(|(_, s)| s.state == state)
+            .map(|(name, s)| match &s.reason {
+                Some(r) => format!("{name} ({r})"),
+                None => name.clone(),
+            })
+            .collect()
+    };
+    let (skipped, forbidden, failing) = (
+        named(KindState::Skipped),
+        named(KindState::Forbidden),
+        named(KindState::Failing),
+    );
+    let watching = kinds
+        .values()
+        .filter(|s| s.state == KindState::Watching)
+        .count();
+    let listing = kinds
+        .values()
+        .filter(|s| matches!(s.state, KindState::Listing | KindState::Discovering))
+        .count();
+    let mut details = format!("{watching} kinds watched, {listing} listing");
+    for (label, list) in [
+        ("forbidden", &forbidden),
+        ("failing", &failing),
+        ("skipped (not served)", &skipped),
+    ] {
+        if !list.is_empty() {
+            details.push_str(&format!("; {label}: {}", list.join(", ")));
+        }
+    }
+    Check {
+        name: "kubernetes",
+        status: if forbidden.is_empty() && failing.is_empty() {
+            "pass"
+        } else {
+            "warn"
+        },
+        observed_value: serde_json::json!({
+            "kinds": kinds,
+            "skipped": kinds.iter().filter(|(_, s)| s.state == KindState::Skipped).map(|(n, _)| n).collect::<Vec<_>>(),
+            "forbidden": kinds.iter().filter(|(_, s)| s.state == KindState::Forbidden).map(|(n, _)| n).collect::<Vec<_>>(),
+            "failing": kinds.iter().filter(|(_, s)| s.state == KindState::Failing).map(|(n, _)| n).collect::<Vec<_>>(),
+        }),
+        details,
+    }
+}
+
 fn persistence_check(p: &crate::persistence::PersistObserver) -> Check {
     use std::sync::atomic::Ordering::Relaxed;
     let s = p.status();

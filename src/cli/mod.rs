@@ -42,7 +42,7 @@ pub enum Command {
     /// built-in demo cluster `demo[:N]`) and print its graph or part of it.
     Inspect(InspectArgs),
     /// Serve the HTTP API (v1 compatibility, v2 graph queries, health, metrics) over a source.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Back up the graph kept in Redis to a file, or restore it from one.
     Snapshot(SnapshotArgs),
 }

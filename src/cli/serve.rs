@@ -6,6 +6,7 @@
 //! what is queued, write what persistence holds and a final snapshot, exit.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -20,16 +21,20 @@ use crate::graph::Graph;
 use crate::ingest;
 use crate::persistence::{self, PersistConfig};
 use crate::relations::Projector;
+use crate::sources::kube::{KubeOptions, KubeStatus};
 use crate::sources::{self, SourceSpec};
 
 /// Arguments of `serve`. Every flag can also be set through its environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where objects come from: `demo[:N]` (the built-in demo cluster of about N objects),
-    /// `file:PATH` (manifests or a kubectl dump), or `kube` (a live cluster; not in this
-    /// version yet).
-    #[arg(long, env = "ASTROLABE_SOURCE", default_value = "demo")]
+    /// Where objects come from: `kube` (a live cluster: in-cluster configuration, else
+    /// `--kubeconfig`, `KUBECONFIG` or `~/.kube/config`), `demo[:N]` (the built-in demo cluster
+    /// of about N objects), or `file:PATH` (manifests or a kubectl dump).
+    #[arg(long, env = "ASTROLABE_SOURCE", default_value = "kube")]
     pub source: String,
+    /// The live source.
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Address to listen on.
     #[arg(long, env = "ASTROLABE_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
@@ -62,6 +67,64 @@ pub struct ServeArgs {
     /// Persistence.
     #[command(flatten)]
     pub persistence: PersistArgs,
+}
+
+/// Flags of the live Kubernetes source.
+#[derive(Debug, Args)]
+pub struct KubeArgs {
+    /// Kubeconfig file to use (instead of in-cluster configuration, `KUBECONFIG` and
+    /// `~/.kube/config`).
+    #[arg(long, env = "ASTROLABE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long, env = "ASTROLABE_CONTEXT")]
+    pub context: Option<String>,
+    /// Watch only this namespace (repeatable or comma-separated; default: all). Cluster-scoped
+    /// kinds are always watched.
+    #[arg(
+        long = "namespace",
+        env = "ASTROLABE_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
+    /// Keep only namespaced objects matching this label selector (kubectl syntax). Cluster-scoped
+    /// objects, and the ConfigMaps, Secrets, ServiceAccounts and PVCs that kept objects may
+    /// reference, are kept whatever their labels.
+    #[arg(long, env = "ASTROLABE_LABEL_SELECTOR")]
+    pub label_selector: Option<String>,
+    /// Seconds between API discoveries (newly served or newly permitted kinds start being
+    /// watched).
+    #[arg(long, env = "ASTROLABE_REDISCOVERY_INTERVAL", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub rediscovery_interval: u64,
+    /// Objects per page when listing.
+    #[arg(long, env = "ASTROLABE_LIST_PAGE_SIZE", default_value_t = 500,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub list_page_size: u32,
+}
+
+impl KubeArgs {
+    fn options(&self) -> KubeOptions {
+        KubeOptions {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect(),
+            label_selector: self.label_selector.clone().filter(|s| !s.trim().is_empty()),
+            rediscover: Duration::from_secs(self.rediscovery_interval),
+            page_size: self.list_page_size,
+        }
+    }
+}
+
+/// What `--source` chose.
+enum Source {
+    Spec(SourceSpec),
+    Kube(Box<kube::Config>, KubeOptions),
 }
 
 /// Where the service runs.
@@ -109,19 +172,6 @@ impl PersistArgs {
 }
 
 pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
-    let spec = match args.source.as_str() {
-        "kube" => {
-            return Err(Failure::usage(
-                "the live Kubernetes source is not available in this version; use --source demo[:N] or --source file:PATH",
-            ));
-        }
-        s => SourceSpec::parse(s).map_err(Failure::usage)?,
-    };
-    if let SourceSpec::Path(p) = &spec
-        && !p.exists()
-    {
-        return Err(Failure::runtime(format!("{} does not exist", p.display())));
-    }
     let addr: SocketAddr = args
         .listen
         .parse()
@@ -137,9 +187,35 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             "ASTROLABE_ENV=production requires persistence: set ENABLE_PERSISTENCE=true (or --enable-persistence) and REDIS_ADDR",
         ));
     }
-    // rustls needs its crypto provider chosen once per process (for rediss://).
+    // rustls needs its crypto provider chosen once per process (the cluster, rediss://).
     let _ = rustls::crypto::ring::default_provider().install_default();
-
+    let source = match args.source.as_str() {
+        "kube" => {
+            let opts = args.kube.options();
+            sources::kube::validate(&opts).map_err(|e| Failure::usage(e.to_string()))?;
+            // Found before anything else starts: without a cluster, say so and stop rather than
+            // serve something else.
+            let config = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Failure::runtime(format!("starting a runtime: {e}")))?
+                .block_on(sources::kube::find_config(&opts))
+                .map_err(|e| match e {
+                    sources::kube::KubeError::NoConfig(_) => Failure::usage(e.to_string()),
+                    e => Failure::runtime(e.to_string()),
+                })?;
+            Source::Kube(Box::new(config), opts)
+        }
+        s => {
+            let spec = SourceSpec::parse(s).map_err(Failure::usage)?;
+            if let SourceSpec::Path(p) = &spec
+                && !p.exists()
+            {
+                return Err(Failure::runtime(format!("{} does not exist", p.display())));
+            }
+            Source::Spec(spec)
+        }
+    };
     // Restore what Redis holds before serving anything.
     let mut restored = persistence::Recovered::default();
     let mut graph = Graph::new();
@@ -215,27 +291,36 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
         let observer = persistence.as_ref().map(persistence::Persistence::observer);
 
         let stop_source = Arc::new(AtomicBool::new(false));
+        let kube_status = matches!(source, Source::Kube(..)).then(|| Arc::new(KubeStatus::default()));
         let source = {
-            let (spec, stop, churn) = (spec.clone(), stop_source.clone(), args.demo_churn);
+            let (stop, churn, status) = (stop_source.clone(), args.demo_churn, kube_status.clone());
             std::thread::Builder::new()
                 .name("astrolabe-source".into())
-                .spawn(move || {
-                    let started = Instant::now();
-                    match sources::run(&spec, &projector, &tx, now_unix(), churn, &stop) {
-                        Ok(r) => tracing::info!(
-                            objects = r.objects,
-                            skipped = r.skipped,
-                            seconds = started.elapsed().as_secs_f64(),
-                            "source stopped after loading"
-                        ),
-                        Err(e) => tracing::error!(error = %e, "the source failed"),
+                .spawn(move || match source {
+                    Source::Spec(spec) => {
+                        let started = Instant::now();
+                        match sources::run(&spec, &projector, &tx, now_unix(), churn, &stop) {
+                            Ok(r) => tracing::info!(
+                                objects = r.objects,
+                                skipped = r.skipped,
+                                seconds = started.elapsed().as_secs_f64(),
+                                "source stopped after loading"
+                            ),
+                            Err(e) => tracing::error!(error = %e, "the source failed"),
+                        }
+                    }
+                    Source::Kube(config, opts) => {
+                        let status = status.unwrap_or_default();
+                        if let Err(e) = sources::kube::run_blocking(*config, opts, projector, tx, status, &stop) {
+                            tracing::error!(error = %e, "the Kubernetes source failed");
+                        }
                     }
                 })
                 .map_err(|e| Failure::runtime(format!("starting the source thread: {e}")))?
         };
         tracing::info!(address = %local, source = %args.source, restored = is_restored, "listening on {local}");
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, AppState::with_persistence(handle, config, observer), async {
+        let server = tokio::spawn(api::serve(listener, AppState::with_sources(handle, config, observer, kube_status), async {
             let _ = stop_rx.await;
         }));
         shutdown_signal().await;

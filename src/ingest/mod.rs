@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::{RwLock, RwLockReadGuard};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::graph::{Change, Effect, Graph};
 use crate::persistence::PersistSink;
@@ -32,13 +33,16 @@ pub const CHANNEL_CAPACITY: usize = 16 * 1024;
 pub enum Event {
     /// A change to apply.
     Change(Change),
+    /// A change to apply, with the moment the source received it: the writer records how long it
+    /// took to become visible (the apply lag).
+    Received(Change, Instant),
     /// The source's first full load has been sent: once everything before this event is
     /// applied, the graph is ready.
     Synced,
 }
 
 /// Counters about the writer's work, readable without the graph lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IngestStats {
     /// Changes applied that modified the graph.
     pub applied: AtomicU64,
@@ -51,6 +55,22 @@ pub struct IngestStats {
     /// Whether the graph started from a state restored from persistence (and so is served
     /// before the source's first full load, flagged as not synced).
     pub restored: AtomicBool,
+    /// Seconds from a source receiving a change ([`Event::Received`]) to readers seeing it.
+    pub apply_lag: Histogram,
+}
+
+impl Default for IngestStats {
+    fn default() -> Self {
+        IngestStats {
+            applied: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            last_applied_ms: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
+            restored: AtomicBool::new(false),
+            // 100 µs to about 13 s in steps of 1.5x: fine enough to read a p99 off.
+            apply_lag: Histogram::new(exponential_buckets(0.000_1, 1.5, 30)),
+        }
+    }
 }
 
 struct Shared {
@@ -174,6 +194,8 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
     // Events taken from the channel but not applied yet: the rest of a batch cut short by the
     // time budget, and the deletions a full list's completion expands into.
     let mut backlog: VecDeque<Event> = VecDeque::new();
+    // When the batch's timed changes were received: their lag is recorded once readers see them.
+    let mut received: Vec<Instant> = Vec::new();
     loop {
         if backlog.is_empty() {
             match rx.recv() {
@@ -193,31 +215,38 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
                     Err(_) => break,
                 },
             };
-            match ev {
-                Event::Change(Change::ListComplete(scope)) => {
-                    // Reconciling may delete a whole kind: the deletions go first in the backlog,
-                    // in order, and are applied under the same time budget as any other change.
-                    let deletes = graph.finish_list(&scope);
-                    for d in deletes.into_iter().rev() {
-                        backlog.push_front(Event::Change(d));
-                    }
+            let change = match ev {
+                Event::Change(c) => c,
+                Event::Received(c, at) => {
+                    received.push(at);
+                    c
                 }
-                Event::Change(c) => {
-                    let changed = graph.apply(c);
-                    applied += u64::from(changed);
-                    if changed && let Some(sink) = persist {
-                        // Recorded while the write lock is held: the persistence channel then
-                        // carries changes in generation order (see persistence::writer).
-                        let generation = graph.generation();
-                        for e in graph.take_effects() {
-                            match e {
-                                Effect::Upserted(o) => sink.upsert(o, generation),
-                                Effect::Removed(uid) => sink.delete(uid, generation),
-                            }
+                Event::Synced => {
+                    synced = true;
+                    continue;
+                }
+            };
+            if let Change::ListComplete(scope) = change {
+                // Reconciling may delete a whole kind: the deletions go first in the backlog,
+                // in order, and are applied under the same time budget as any other change.
+                let deletes = graph.finish_list(&scope);
+                for d in deletes.into_iter().rev() {
+                    backlog.push_front(Event::Change(d));
+                }
+            } else {
+                let changed = graph.apply(change);
+                applied += u64::from(changed);
+                if changed && let Some(sink) = persist {
+                    // Recorded while the write lock is held: the persistence channel then
+                    // carries changes in generation order (see persistence::writer).
+                    let generation = graph.generation();
+                    for e in graph.take_effects() {
+                        match e {
+                            Effect::Upserted(o) => sink.upsert(o, generation),
+                            Effect::Removed(uid) => sink.delete(uid, generation),
                         }
                     }
                 }
-                Event::Synced => synced = true,
             }
             seen += 1;
             // Check the clock every few events: reading it costs about as much as a small change.
@@ -227,6 +256,12 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
         }
         drop(graph);
         let stats = &shared.stats;
+        let now = Instant::now();
+        for at in received.drain(..) {
+            stats
+                .apply_lag
+                .observe(now.saturating_duration_since(at).as_secs_f64());
+        }
         stats.applied.fetch_add(applied, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         if applied > 0 {

@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod kube;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub mod http;
+pub mod kube;
 pub mod process;
 pub mod redis;
 
