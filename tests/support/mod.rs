@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+pub mod fake_kube;
 pub mod http;
 pub mod kube;
 pub mod process;

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use ::kube::api::{Api, DynamicObject, PartialObjectMeta};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
-use ::kube::runtime::WatchStreamExt;
-use ::kube::runtime::watcher::{self, Event as WatchEvent};
+use ::kube::runtime::utils::Backoff;
+use ::kube::runtime::watcher::{self, DefaultBackoff, Event as WatchEvent};
 use ::kube::{Client, Config};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{Map, Value};
@@ -169,6 +169,10 @@ struct Watch {
     metadata_only: bool,
     label_selector: Option<String>,
 }
+
+/// How long a failing watch must stay quiet (no error, no event) to count as recovered: longer
+/// than a refused request takes to come back.
+const RECOVERED_AFTER: Duration = Duration::from_secs(5);
 
 /// How a watch ended.
 enum Ended {
@@ -415,7 +419,10 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
             .map_ok(move |e| map_event(e, |o| object_value(o, &resource)))
             .boxed()
     };
-    let mut stream = std::pin::pin!(stream.default_backoff());
+    let mut stream = std::pin::pin!(stream);
+    // kube-runtime's default policy (0.8 s doubling to 30 s, reset after 2 quiet minutes), applied
+    // here rather than as a stream adapter so that a watch that reopened quietly can be noticed.
+    let mut backoff = DefaultBackoff::default();
     let scope = ListScope {
         kind: Some(w.kind.clone()),
         namespace: w.namespace.as_deref().map(Atom::new),
@@ -436,7 +443,30 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
     let mut lists = 0u64;
     let mut listed = false;
     let mut failing = false;
-    while let Some(item) = stream.next().await {
+    loop {
+        let item = if failing {
+            // A reopened watch yields nothing until something changes (bookmarks are not
+            // passed on), while a failing one errs again within its backoff: a quiet spell
+            // means the watch is back.
+            match tokio::time::timeout(RECOVERED_AFTER, stream.next()).await {
+                Ok(item) => item,
+                Err(_) => {
+                    failing = false;
+                    backoff.reset();
+                    tracing::info!(kind = %w.key, "kubernetes: watch recovered");
+                    let state = if listed {
+                        KindState::Watching
+                    } else {
+                        KindState::Listing
+                    };
+                    ctx.status.set(&w.key, &api_version, state, None);
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(item) = item else { break };
         let received = Instant::now();
         let event = match item {
             Ok(e) => e,
@@ -447,6 +477,15 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
                         let previous = ctx.status.set(&w.key, &api_version, state, Some(reason));
                         if previous != state {
                             tracing::warn!(kind = %w.key, error = %e, "kubernetes: not watching {} until the next discovery", w.key);
+                        }
+                        // A kind the server no longer serves has no objects: an empty full list
+                        // removes what the graph kept of it. (A 403 keeps them, flagged in
+                        // /health: the objects exist, this service may just not read them.)
+                        if state == KindState::Skipped
+                            && !(ctx.send(Change::ListStart(scope.clone()), received)
+                                && ctx.send(Change::ListComplete(scope.clone()), received))
+                        {
+                            return Ended::WriterGone;
                         }
                         return Ended::Unavailable;
                     }
@@ -463,6 +502,8 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
                             KindState::Failing,
                             Some(e.to_string()),
                         );
+                        let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                 }
@@ -470,6 +511,7 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
         };
         if failing {
             failing = false;
+            backoff.reset();
             tracing::info!(kind = %w.key, "kubernetes: watch recovered");
             let state = if listed {
                 KindState::Watching

@@ -1,0 +1,244 @@
+//! The live source's load harness: the release `astrolabe serve --source kube` process against the
+//! fake API server of the tests (`tests/support/fake_kube.rs`: paginated lists, chunked watches).
+//!
+//! 1. Initial sync: the fake holds the demo cluster's objects (about `--objects`, every watched
+//!    kind); the time from starting the server to `/readyz` answering 200 (discovery, every
+//!    kind's paginated list, projection, the graph), and objects per second. `--rounds` times.
+//! 2. Apply lag: the fake changes `--rate` objects per second (Pod labels and annotations, which
+//!    move `selects` edges) for `--seconds`; the server's `astrolabe_apply_lag_seconds` histogram
+//!    (from the watch event's receipt to readers seeing the change) over that window gives the
+//!    percentiles (the upper bound of the bucket that holds each: buckets grow by 1.5x).
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example kubebench -- --objects 100000
+//! ```
+
+#[path = "../tests/support/fake_kube.rs"]
+mod fake_kube;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use astrolabe::model::Kind;
+use astrolabe::sources::demo::{DemoCluster, DemoConfig};
+use fake_kube::FakeKube;
+use serde_json::Value;
+
+struct Opts {
+    bin: String,
+    objects: usize,
+    rounds: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn main() {
+    let mut o = Opts {
+        bin: "target/release/astrolabe".into(),
+        objects: 100_000,
+        rounds: 3,
+        rate: 1_000,
+        seconds: 30,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bin" => o.bin = value.clone(),
+            "--objects" => o.objects = value.parse().expect("--objects N"),
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            "--rate" => o.rate = value.parse().expect("--rate N"),
+            "--seconds" => o.seconds = value.parse().expect("--seconds N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    let fake = FakeKube::start();
+    let t = Instant::now();
+    let cluster = DemoCluster::new(DemoConfig {
+        objects: o.objects,
+        ..DemoConfig::default()
+    });
+    let mut pods = Vec::new();
+    for v in cluster.objects() {
+        // The watched kinds only (the demo also has RBAC objects, which are not watched).
+        let kind = Kind::from_api_version(
+            v["apiVersion"].as_str().unwrap_or(""),
+            v["kind"].as_str().unwrap_or(""),
+        );
+        if matches!(kind, Kind::Other(_) | Kind::HelmRelease) {
+            continue;
+        }
+        if v["kind"] == "Pod" && pods.len() < 50_000 {
+            pods.push(v.clone());
+        }
+        fake.apply(v);
+    }
+    let total = fake.objects().len();
+    println!(
+        "fake API server: {total} objects loaded in {:.1?} (demo cluster of about {})",
+        t.elapsed(),
+        o.objects
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path());
+
+    // 1. Initial sync to ready.
+    let mut last = None;
+    for round in 1..=o.rounds {
+        let started = Instant::now();
+        let (child, addr) = serve(&o.bin, kubeconfig.to_str().unwrap());
+        while http_get(&addr, "/readyz").is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let took = started.elapsed();
+        let nodes = node_count(&addr);
+        println!(
+            "round {round}: ready after {:.2} s: {total} objects listed ({} nodes served), {:.0} objects/s",
+            took.as_secs_f64(),
+            nodes,
+            total as f64 / took.as_secs_f64()
+        );
+        if let Some((c, _)) = last.replace((child, addr)) {
+            stop(c);
+        }
+    }
+    let (child, addr) = last.expect("at least one round");
+
+    // 2. Apply lag under a steady change rate.
+    let before = lag_buckets(&addr);
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / o.rate as f64);
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(o.seconds) {
+        let due = started + interval * sent as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let mut pod = pods[sent as usize % pods.len()].clone();
+        let round = sent / pods.len() as u64;
+        pod["metadata"]["annotations"]["bench/seq"] = Value::from(sent.to_string());
+        pod["metadata"]["labels"]["bench-round"] = Value::from((round % 2).to_string());
+        fake.apply(pod);
+        sent += 1;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_secs(2));
+    let after = lag_buckets(&addr);
+    let window: Vec<(f64, f64)> = after
+        .iter()
+        .zip(&before)
+        .map(|((le, a), (_, b))| (*le, a - b))
+        .collect();
+    let count = window.last().map_or(0.0, |(_, c)| *c);
+    let pct = |q: f64| {
+        window
+            .iter()
+            .find(|(_, c)| *c >= q * count)
+            .map_or(f64::INFINITY, |(le, _)| *le)
+    };
+    println!(
+        "apply lag over {elapsed:.1} s at {:.0} changes/s sent ({count} changes applied): p50 <= {:.2} ms, p99 <= {:.2} ms, p99.9 <= {:.2} ms",
+        sent as f64 / elapsed,
+        pct(0.5) * 1000.0,
+        pct(0.99) * 1000.0,
+        pct(0.999) * 1000.0
+    );
+    stop(child);
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the caller stops and waits for the child"
+)]
+fn serve(bin: &str, kubeconfig: &str) -> (Child, String) {
+    let mut child = Command::new(bin)
+        .args(["serve", "--source", "kube", "--kubeconfig", kubeconfig])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("ASTROLABE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{bin}: {e} (run cargo build --release first)"));
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        let line = lines
+            .next()
+            .expect("the server logs where it listens")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            let addr = rest.split_whitespace().next().unwrap().to_string();
+            // Keep draining the log so that the server never blocks on a full pipe.
+            std::thread::spawn(move || for _ in lines {});
+            return (child, addr);
+        }
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+fn node_count(addr: &str) -> u64 {
+    let body = http_get(addr, "/health").expect("health answers");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["nodes"].as_u64().unwrap_or(0)
+}
+
+/// The apply-lag histogram: (upper bound in seconds, cumulative count), in order.
+fn lag_buckets(addr: &str) -> Vec<(f64, f64)> {
+    let text = http_get(addr, "/metrics").expect("metrics answer");
+    text.lines()
+        .filter(|l| l.starts_with("astrolabe_apply_lag_seconds_bucket{"))
+        .map(|l| {
+            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().unwrap()
+            };
+            (le, l.rsplit(' ').next().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
+/// A blocking HTTP/1.1 GET; the body when the answer is 200.
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    // Bodies may be chunked.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        let mut rest = body;
+        let mut decoded = String::new();
+        loop {
+            let (size, tail) = rest.split_once("\r\n")?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            if n == 0 {
+                break;
+            }
+            decoded.push_str(tail.get(..n)?);
+            rest = tail.get(n + 2..)?;
+        }
+        return Some(decoded);
+    }
+    Some(body.to_string())
+}
