@@ -93,12 +93,15 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let took = started.elapsed();
+        let cpu = cpu_seconds(child.id());
         let nodes = node_count(&addr);
         println!(
-            "round {round}: ready after {:.2} s: {total} objects listed ({} nodes served), {:.0} objects/s",
+            "round {round}: ready after {:.2} s: {total} objects listed ({} nodes served), {:.0} objects/s; \
+             the server used {cpu:.2} s of CPU ({:.0} objects per CPU-second; the rest is the fake's)",
             took.as_secs_f64(),
             nodes,
-            total as f64 / took.as_secs_f64()
+            total as f64 / took.as_secs_f64(),
+            total as f64 / cpu
         );
         if let Some((c, _)) = last.replace((child, addr)) {
             stop(c);
@@ -182,6 +185,17 @@ fn stop(mut child: Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
+}
+
+/// User + system CPU time of a process so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses): utime and stime are the 12th and
+    // 13th of those, in clock ticks (100 per second on Linux).
+    let rest = stat.rsplit(')').next().unwrap();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
 }
 
 fn node_count(addr: &str) -> u64 {

@@ -5,7 +5,9 @@
 //! What it implements, as the real API server does:
 //! - **Discovery**: `/api`, `/api/v1`, `/apis`, `/apis/{group}`, `/apis/{group}/{version}`, with a
 //!   configurable set of served group/versions ([`Served::latest`], or [`Served::v1_20`], which
-//!   lacks `autoscaling/v2`, `policy/v1`, `discovery.k8s.io/v1` and `batch/v1` CronJob).
+//!   lacks `autoscaling/v2`, `policy/v1`, `discovery.k8s.io/v1` and `batch/v1` CronJob), in the
+//!   real server's form (entries sorted by name, `storageVersionHash`, `categories`, no
+//!   `apiVersion` at the top of `/api/v1`; v1.20's empty `singularName`s).
 //! - **Store**: objects per resource and a global resourceVersion counter; the test creates,
 //!   updates and deletes with [`FakeKube::apply`] and [`FakeKube::delete`], which set
 //!   `metadata.uid`, `resourceVersion`, `creationTimestamp` (and a `managedFields` entry).
@@ -13,14 +15,17 @@
 //!   `notin`, `key`, `!key`), `fieldSelector` on `metadata.name`/`metadata.namespace`,
 //!   `limit`/`continue` pagination over a consistent snapshot (the continue token names the
 //!   first page's resourceVersion; once compacted past it the server answers 410 Expired),
-//!   `metadata.resourceVersion`; items carry no `apiVersion`/`kind`, as built-in lists do.
+//!   `metadata.resourceVersion`, `remainingItemCount` (not on v1.20's metadata-only lists);
+//!   items carry no `apiVersion`/`kind`, as built-in lists do.
 //! - **Metadata-only** responses when `Accept` asks for `as=PartialObjectMetadataList` (lists) or
 //!   `as=PartialObjectMetadata` (watches, gets): only `apiVersion`/`kind`/`metadata`, never a
 //!   Secret's data. An `Accept` offering no acceptable representation gets 406.
 //! - **Watch** (`watch=true` or `watch=1`): chunked newline-delimited JSON events
 //!   (ADDED/MODIFIED/DELETED/BOOKMARK/ERROR) replayed from an event history after the given
 //!   resourceVersion, label-selector transitions as ADDED/DELETED (as the watch cache does),
-//!   BOOKMARKs when `allowWatchBookmarks=true`, `sendInitialEvents`, `timeoutSeconds`; a
+//!   BOOKMARKs when `allowWatchBookmarks=true` (as v1.20: at the version of the kind's last
+//!   change, only once that is newer than the watch's start, the object the kind's empty value),
+//!   `sendInitialEvents`, `timeoutSeconds`; a
 //!   resourceVersion older than the compaction point gets the real 410 ERROR event
 //!   (`too old resource version: X (Y)`, reason `Expired`), and so does an open watch that falls
 //!   behind a compaction.
@@ -35,6 +40,7 @@
 //! Authentication is a bearer token ([`TOKEN`]); anything else gets 401.
 #![allow(dead_code, unreachable_pub)]
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -335,6 +341,14 @@ impl Served {
             .collect()
     }
 
+    /// Whether this is a v1.20 server, whose responses differ from current ones in small ways
+    /// (recorded in `tests/fixtures/kube-golden`): metadata-only lists carry no
+    /// `remainingItemCount`, discovery gives every `singularName` as `""` and Services no
+    /// `deletecollection` verb.
+    fn is_v1_20(&self) -> bool {
+        self.git_version.starts_with("v1.20.")
+    }
+
     fn kinds_at(&self, group: &str, version: &str) -> Option<&[&'static str]> {
         self.versions
             .iter()
@@ -393,6 +407,9 @@ struct Inner {
     epoch: u64,
     faults: Faults,
     bookmark_interval: Duration,
+    /// kind -> the resourceVersion of its last change (what the real server's watch cache of
+    /// the kind has last seen: BOOKMARKs carry it).
+    last_change: HashMap<&'static str, u64>,
     log: Vec<Recorded>,
     open_watches: usize,
     uids: u64,
@@ -441,6 +458,7 @@ impl FakeKube {
                 epoch: 0,
                 faults: Faults::default(),
                 bookmark_interval: Duration::from_secs(2),
+                last_change: HashMap::new(),
                 log: Vec::new(),
                 open_watches: 0,
                 uids: 0,
@@ -610,7 +628,9 @@ impl FakeKube {
         self.with(|i| i.faults.event_delay = d);
     }
 
-    /// How often an idle watch with `allowWatchBookmarks=true` gets a BOOKMARK (default 2 s).
+    /// How often an idle watch with `allowWatchBookmarks=true` gets a BOOKMARK (default 2 s), once
+    /// its kind has changed since the watch began (the real server sends one 2 s before the
+    /// watch's timeout).
     pub fn set_bookmark_interval(&self, d: Duration) {
         self.with(|i| i.bookmark_interval = d);
     }
@@ -758,6 +778,7 @@ impl Inner {
             .entry(d.kind)
             .or_default()
             .insert(key, obj.clone());
+        self.last_change.insert(d.kind, self.rv);
         self.history.push(HistEvent {
             rv: self.rv,
             kind: d.kind,
@@ -781,6 +802,7 @@ impl Inner {
         self.rv += 1;
         let mut obj = old.clone();
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.last_change.insert(d.kind, self.rv);
         self.history.push(HistEvent {
             rv: self.rv,
             kind: d.kind,
@@ -797,29 +819,41 @@ impl Inner {
     }
 
     /// The objects of `kind` as they were at `rv` (which must not be older than the compaction
-    /// point): the current ones with every later change undone.
-    fn state_at(&self, kind: &'static str, rv: u64) -> BTreeMap<Key, Value> {
-        let mut state = self.objects.get(kind).cloned().unwrap_or_default();
-        for e in self
-            .history
-            .iter()
-            .rev()
-            .filter(|e| e.rv > rv && e.kind == kind)
-        {
-            let key = key_of(&e.obj);
-            match e.ty {
-                "ADDED" => {
+    /// point), in key order, borrowed: the current ones with every later change undone. Lists
+    /// ask for this once per page, so it copies nothing (a 100 K-object list has 200 pages).
+    fn state_at(&self, kind: &'static str, rv: u64) -> Vec<(Cow<'_, Key>, &Value)> {
+        static EMPTY: BTreeMap<Key, Value> = BTreeMap::new();
+        let current = self.objects.get(kind).unwrap_or(&EMPTY);
+        // The state at `rv` of each key changed since: the old object of its earliest later
+        // event (none for an object added since).
+        let mut undo: BTreeMap<Key, Option<&Value>> = BTreeMap::new();
+        for e in self.history.iter().filter(|e| e.rv > rv && e.kind == kind) {
+            undo.entry(key_of(&e.obj)).or_insert(match e.ty {
+                "ADDED" => None,
+                _ => Some(
+                    e.old
+                        .as_ref()
+                        .expect("MODIFIED/DELETED keep the old object"),
+                ),
+            });
+        }
+        if undo.is_empty() {
+            // The common case (nothing changed since the list began): already in key order.
+            return current.iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect();
+        }
+        let mut state: BTreeMap<Cow<'_, Key>, &Value> =
+            current.iter().map(|(k, v)| (Cow::Borrowed(k), v)).collect();
+        for (key, old) in undo {
+            match old {
+                None => {
                     state.remove(&key);
                 }
-                _ => {
-                    state.insert(
-                        key,
-                        e.old.clone().expect("MODIFIED/DELETED keep the old object"),
-                    );
+                Some(o) => {
+                    state.insert(Cow::Owned(key), o);
                 }
             }
         }
-        state
+        state.into_iter().collect()
     }
 }
 
@@ -1135,6 +1169,23 @@ fn route(served: &Served, path: &str) -> Route {
     })
 }
 
+/// Kinds in the `all` category (what `kubectl get all` lists).
+const CATEGORY_ALL: &[&str] = &[
+    "Pod",
+    "Service",
+    "Deployment",
+    "ReplicaSet",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+    "HorizontalPodAutoscaler",
+];
+
+/// An `APIResourceList` as the real server writes it (checked against the recording of a v1.20
+/// server in `tests/fixtures/kube-golden`): entries sorted by name, subresources after their
+/// resource, `categories` and `storageVersionHash` on the resources themselves, and no
+/// `apiVersion` at the top of the core group's list.
 fn api_resource_list(served: &Served, group: &str, version: &str) -> Value {
     let kinds = served.kinds_at(group, version).unwrap_or(&[]);
     let gv = if group.is_empty() {
@@ -1143,6 +1194,14 @@ fn api_resource_list(served: &Served, group: &str, version: &str) -> Value {
         format!("{group}/{version}")
     };
     let mut resources = Vec::new();
+    if group.is_empty() {
+        // Creating a Binding is how a scheduler binds a Pod: no object the fake stores, but
+        // the first entry of every real core list.
+        resources.push(
+            json!({"name": "bindings", "singularName": "", "namespaced": true,
+                              "kind": "Binding", "verbs": ["create"]}),
+        );
+    }
     for d in RESOURCES
         .iter()
         .filter(|d| d.group == group && kinds.contains(&d.kind))
@@ -1157,18 +1216,30 @@ fn api_resource_list(served: &Served, group: &str, version: &str) -> Value {
             "update",
             "watch",
         ];
-        if d.kind == "Namespace" {
+        if d.kind == "Namespace" || (d.kind == "Service" && served.is_v1_20()) {
             verbs.retain(|v| *v != "deletecollection");
         }
-        let singular = if d.singular.is_empty() {
+        let singular = if served.is_v1_20() {
+            String::new()
+        } else if d.singular.is_empty() {
             d.kind.to_ascii_lowercase()
         } else {
             d.singular.to_string()
         };
+        // The real hash is the first 8 bytes of sha256("group/version/kind"), base64; the fake's
+        // is as opaque and as stable.
+        let hash = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("{group}/{version}/{}", d.kind).as_bytes(),
+        );
         let mut r = json!({"name": d.plural, "singularName": singular, "namespaced": d.namespaced,
-                           "kind": d.kind, "verbs": verbs});
+                           "kind": d.kind, "verbs": verbs,
+                           "storageVersionHash": STANDARD.encode(&hash.as_bytes()[..8])});
         if !d.short_names.is_empty() {
             r["shortNames"] = json!(d.short_names);
+        }
+        if CATEGORY_ALL.contains(&d.kind) {
+            r["categories"] = json!(["all"]);
         }
         resources.push(r);
         if d.status {
@@ -1179,7 +1250,13 @@ fn api_resource_list(served: &Served, group: &str, version: &str) -> Value {
             );
         }
     }
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+    // Sorted by name, which keeps each `/status` right after its resource.
+    resources.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    let mut list = json!({"kind": "APIResourceList", "groupVersion": gv, "resources": resources});
+    if !group.is_empty() {
+        list["apiVersion"] = json!("v1");
+    }
+    list
 }
 
 fn api_group(served: &Served, group: &str) -> Value {
@@ -1462,9 +1539,9 @@ fn serve_resource(
                 .and_then(|l| l.parse::<usize>().ok())
                 .filter(|l| *l > 0);
             let state = inner.state_at(d.kind, rv);
-            let matching: Vec<(&Key, &Value)> = state
-                .iter()
-                .filter(|(k, _)| after.as_ref().is_none_or(|a| *k > a))
+            let matching: Vec<(Cow<'_, Key>, &Value)> = state
+                .into_iter()
+                .filter(|(k, _)| after.as_ref().is_none_or(|a| k.as_ref() > a))
                 .filter(|(_, o)| {
                     in_scope(o) && selector_matches(&labels, o) && fields_match(&fields, o)
                 })
@@ -1476,8 +1553,10 @@ fn serve_resource(
                 .collect();
             let mut meta = json!({"resourceVersion": rv.to_string()});
             if take < matching.len() {
-                meta["continue"] = json!(continue_token(rv, matching[take - 1].0));
-                if labels.is_empty() && fields.is_empty() {
+                meta["continue"] = json!(continue_token(rv, &matching[take - 1].0));
+                // v1.20 drops the count when it converts a list to metadata only.
+                let dropped = repr != Repr::Full && inner.served.is_v1_20();
+                if labels.is_empty() && fields.is_empty() && !dropped {
                     meta["remainingItemCount"] = json!(matching.len() - take);
                 }
             }
@@ -1591,9 +1670,14 @@ impl WatchSpec {
         if initial_end {
             meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
-        line(
-            &json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": meta}}),
-        )
+        let mut object = json!({"kind": kind, "apiVersion": api_version, "metadata": meta});
+        // The real object is the kind's empty value as the server serializes it: for a Pod,
+        // with an empty spec and status (recorded; other kinds get metadata only here).
+        if self.repr == Repr::Full && self.kind == "Pod" {
+            object["spec"] = json!({"containers": null});
+            object["status"] = json!({});
+        }
+        line(&json!({"type": "BOOKMARK", "object": object}))
     }
 
     /// What a history event looks like through this watch's filter (selector transitions become
@@ -1679,6 +1763,7 @@ fn start_watch(shared: &Arc<Shared>, inner: &mut Inner, spec: WatchSpec, from: &
             }
         }
         let Some(mut pos) = pos else { return };
+        let start = pos;
         let deadline = tokio::time::Instant::now() + spec.timeout;
         let mut ticks = shared.tick.subscribe();
         let mut last_sent = tokio::time::Instant::now();
@@ -1735,9 +1820,13 @@ fn start_watch(shared: &Arc<Shared>, inner: &mut Inner, spec: WatchSpec, from: &
                         if i.epoch != epoch {
                             return;
                         }
-                        // Only a version with nothing pending for this watch.
+                        // As v1.20's watch cache: the version of the kind's last change (whatever
+                        // the watch's selectors), and only one newer than the watch's start, with
+                        // nothing pending for this watch. A watch opened after the kind's last
+                        // change gets no BOOKMARK until it changes again.
+                        let last = i.last_change.get(spec.kind).copied().unwrap_or(0);
                         let pending = i.history.iter().any(|e| e.rv > pos && spec.translate(e).is_some());
-                        if pending { None } else { Some(i.rv) }
+                        (last > start && !pending).then_some(last)
                     };
                     if let Some(rv) = rv {
                         if tx.send(spec.bookmark(rv, false)).await.is_err() {

@@ -111,21 +111,18 @@ pub fn tls_config(ca: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     )
 }
 
-/// One HTTPS request to `127.0.0.1:port` with a bearer token over a fresh connection; `body` is
-/// sent as JSON (a JSON merge patch for PATCH). Returns the status and the JSON body (a JSON string holding the text if the body
-/// is not JSON, as `/readyz` answers).
-///
-/// hyper over tokio-rustls rather than reqwest: reqwest with a rustls backend but no crypto
-/// provider of its own makes every default `reqwest::Client` in the other tests panic, and its
-/// provider (aws-lc) is a large C build.
-pub async fn https_request(
+/// Sends one HTTPS request to `127.0.0.1:port` with a bearer token over a fresh connection and
+/// returns the response with its body unread; `body` is sent as JSON (a JSON merge patch for
+/// PATCH), `accept` is the `Accept` header.
+async fn send(
     tls: Arc<rustls::ClientConfig>,
     port: u16,
     token: &str,
     method: &str,
     path: &str,
+    accept: &str,
     body: Option<&Value>,
-) -> Result<(u16, Value), String> {
+) -> Result<hyper::Response<hyper::body::Incoming>, String> {
     let what = format!("{method} https://127.0.0.1:{port}{path}");
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
@@ -145,7 +142,7 @@ pub async fn https_request(
         .uri(path)
         .header(header::HOST, format!("127.0.0.1:{port}"))
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(header::ACCEPT, "application/json")
+        .header(header::ACCEPT, accept)
         .header(
             header::CONTENT_TYPE,
             if method == "PATCH" {
@@ -156,20 +153,100 @@ pub async fn https_request(
         )
         .body(Full::new(Bytes::from(payload)))
         .map_err(|e| format!("{what}: {e}"))?;
-    let resp = sender
+    sender
         .send_request(req)
         .await
-        .map_err(|e| format!("{what}: {e}"))?;
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// One HTTPS request to `127.0.0.1:port` with a bearer token over a fresh connection; `body` is
+/// sent as JSON (a JSON merge patch for PATCH). Returns the status and the JSON body (a JSON string holding the text if the body
+/// is not JSON, as `/readyz` answers).
+///
+/// hyper over tokio-rustls rather than reqwest: reqwest with a rustls backend but no crypto
+/// provider of its own makes every default `reqwest::Client` in the other tests panic, and its
+/// provider (aws-lc) is a large C build.
+pub async fn https_request(
+    tls: Arc<rustls::ClientConfig>,
+    port: u16,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Value), String> {
+    let (status, bytes) =
+        https_request_accept(tls, port, token, method, path, "application/json", body).await?;
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok((status, value))
+}
+
+/// [`https_request`] with another `Accept` header; returns the status and the raw body.
+pub async fn https_request_accept(
+    tls: Arc<rustls::ClientConfig>,
+    port: u16,
+    token: &str,
+    method: &str,
+    path: &str,
+    accept: &str,
+    body: Option<&Value>,
+) -> Result<(u16, Vec<u8>), String> {
+    let resp = send(tls, port, token, method, path, accept, body).await?;
     let status = resp.status().as_u16();
     let bytes = resp
         .into_body()
         .collect()
         .await
-        .map_err(|e| format!("{what}: body: {e}"))?
+        .map_err(|e| format!("{method} {path}: body: {e}"))?
         .to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok((status, value))
+    Ok((status, bytes.to_vec()))
+}
+
+/// GETs a watch and reads its newline-delimited events until `max_events` have arrived, the
+/// server ends the stream, or `within` has passed (then the connection is dropped). Returns the
+/// status and the events in order, each parsed as JSON (a non-JSON line fails).
+pub async fn https_watch(
+    tls: Arc<rustls::ClientConfig>,
+    port: u16,
+    token: &str,
+    path: &str,
+    accept: &str,
+    within: Duration,
+    max_events: usize,
+) -> Result<(u16, Vec<Value>), String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let resp = tokio::time::timeout_at(deadline, send(tls, port, token, "GET", path, accept, None))
+        .await
+        .map_err(|_| format!("GET {path}: no response headers within {within:?}"))??;
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let (mut buf, mut events) = (Vec::<u8>::new(), Vec::new());
+    while events.len() < max_events {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) | Ok(None) => break,
+            Ok(Some(f)) => f.map_err(|e| format!("GET {path}: body: {e}"))?,
+        };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line).trim().to_string();
+            if !line.is_empty() {
+                events.push(
+                    serde_json::from_str(&line)
+                        .map_err(|e| format!("GET {path}: event {line:?}: {e}"))?,
+                );
+            }
+        }
+    }
+    events.truncate(max_events);
+    let rest = String::from_utf8_lossy(&buf).trim().to_string();
+    if !rest.is_empty() && events.len() < max_events {
+        // A body that is not a stream of lines (a Status for a refused watch).
+        events.push(serde_json::from_str(&rest).unwrap_or(Value::String(rest)));
+    }
+    Ok((status, events))
 }
 
 /// Runs `f` to completion on a new current-thread runtime in a scoped thread, so that the
@@ -512,6 +589,51 @@ impl KubeApiServer {
             body.as_ref(),
         )
         .await
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A request with the token and a custom `Accept` header (say
+    /// `application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1`); returns the status
+    /// and the body parsed as JSON. Panics if the server cannot be reached or the body is not JSON.
+    pub fn request_accept(&self, method: &str, path: &str, accept: &str) -> (u16, Value) {
+        let (status, bytes) = block_on(https_request_accept(
+            self.tls.clone(),
+            self.port,
+            &self.token,
+            method,
+            path,
+            accept,
+            None,
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+            panic!(
+                "{method} {path}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        });
+        (status, value)
+    }
+
+    /// Reads the watch `path` with `accept` until `max_events` events have arrived, the server
+    /// ends the stream, or `within` has passed (see [`https_watch`]). Returns the status and the
+    /// events.
+    pub fn watch(
+        &self,
+        path: &str,
+        accept: &str,
+        within: Duration,
+        max_events: usize,
+    ) -> (u16, Vec<Value>) {
+        block_on(https_watch(
+            self.tls.clone(),
+            self.port,
+            &self.token,
+            path,
+            accept,
+            within,
+            max_events,
+        ))
         .unwrap_or_else(|e| panic!("{e}"))
     }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 pub mod fake_kube;
+pub mod golden;
 pub mod http;
 pub mod kube;
 pub mod process;
