@@ -155,6 +155,14 @@ pub(super) async fn layer(State(st): State<AppState>, req: Request, next: Next) 
         return stamp(resp, v2.then_some(&st));
     }
     let (parts, body) = resp.into_parts();
+    // Only a body of known length that fits is read into the cache: a larger one (a whole-cluster
+    // graph beyond the budget) streams to the client untouched.
+    let fits = axum::body::HttpBody::size_hint(&body)
+        .exact()
+        .is_some_and(|n| usize::try_from(n).is_ok_and(|n| n <= cache.budget.min(MAX_ENTRY)));
+    if !fits {
+        return stamp(Response::from_parts(parts, body), v2.then_some(&st));
+    }
     let bytes = match axum::body::to_bytes(body, MAX_ENTRY).await {
         Ok(b) => b,
         Err(e) => {

@@ -236,10 +236,10 @@ impl Collector for GraphCollector {
                 last_change_age(stats).map_or(-1, |d| d.as_secs() as i64),
             ),
         ];
-        for (name, help, value) in gauges {
-            let g = ConstGauge::new(value);
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
-        }
+        encode_all(
+            &mut encoder,
+            gauges.map(|(n, h, v)| (n, h, ConstGauge::new(v))),
+        )?;
         let counters: [(&str, &str, u64); 4] = [
             (
                 "astrolabe_http_cache_hits",
@@ -262,24 +262,33 @@ impl Collector for GraphCollector {
                 stats.batches.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, value) in counters {
-            let c = ConstCounter::new(value);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-        }
+        encode_all(
+            &mut encoder,
+            counters.map(|(n, h, v)| (n, h, ConstCounter::new(v))),
+        )?;
         Ok(())
     }
 }
 
+/// Encodes unlabelled metrics, each with its name and help.
+fn encode_all<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    metrics: impl IntoIterator<Item = (&'static str, &'static str, M)>,
+) -> Result<(), std::fmt::Error> {
+    for (name, help, m) in metrics {
+        m.encode(encoder.encode_descriptor(name, help, None, m.metric_type())?)?;
+    }
+    Ok(())
+}
+
 /// Time since the writer last applied a change, if it ever did.
 pub(super) fn last_change_age(stats: &crate::ingest::IngestStats) -> Option<Duration> {
-    let at = stats.last_applied_ms.load(Ordering::Relaxed);
-    if at == 0 {
-        return None;
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    Some(Duration::from_millis(now.saturating_sub(at)))
+    age_since_ms(stats.last_applied_ms.load(Ordering::Relaxed))
+}
+
+/// Time since a Unix time in milliseconds; `None` for 0 (never).
+pub(super) fn age_since_ms(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(crate::ingest::unix_ms().saturating_sub(ms)))
 }
 
 /// Persistence figures, read on each scrape.
@@ -290,14 +299,7 @@ impl Collector for PersistCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.0.status();
         let st = self.0.stats();
-        let now = crate::persistence::unix_ms();
-        let age = |ms: u64| {
-            if ms == 0 {
-                -1.0
-            } else {
-                now.saturating_sub(ms) as f64 / 1000.0
-            }
-        };
+        let age = |ms: u64| age_since_ms(ms).map_or(-1.0, |d| d.as_secs_f64());
         let gauges: [(&str, &str, f64); 9] = [
             (
                 "astrolabe_persistence_connected",
@@ -345,10 +347,10 @@ impl Collector for PersistCollector {
                 st.acked_generation.load(Ordering::Relaxed) as f64,
             ),
         ];
-        for (name, help, value) in gauges {
-            let g = ConstGauge::new(value);
-            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
-        }
+        encode_all(
+            &mut encoder,
+            gauges.map(|(n, h, v)| (n, h, ConstGauge::new(v))),
+        )?;
         let counters: [(&str, &str, u64); 7] = [
             (
                 "astrolabe_persistence_batches",
@@ -386,10 +388,10 @@ impl Collector for PersistCollector {
                 st.overflowed.load(Ordering::Relaxed),
             ),
         ];
-        for (name, help, value) in counters {
-            let c = ConstCounter::new(value);
-            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
-        }
+        encode_all(
+            &mut encoder,
+            counters.map(|(n, h, v)| (n, h, ConstCounter::new(v))),
+        )?;
         Ok(())
     }
 }

@@ -73,16 +73,7 @@ struct StateInner {
 impl AppState {
     /// State over `graph`.
     pub fn new(graph: GraphHandle, config: ApiConfig) -> AppState {
-        AppState::with_persistence(graph, config, None)
-    }
-
-    /// State over `graph`, reporting on persistence in health and metrics.
-    pub fn with_persistence(
-        graph: GraphHandle,
-        config: ApiConfig,
-        persistence: Option<PersistObserver>,
-    ) -> AppState {
-        AppState::with_sources(graph, config, persistence, None)
+        AppState::with_sources(graph, config, None, None)
     }
 
     /// State over `graph`, reporting on persistence and on the live Kubernetes source.

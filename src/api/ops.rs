@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::metrics::last_change_age;
+use super::metrics::{age_since_ms, last_change_age};
 use super::{AppState, json_ok, json_response};
 
 /// One health check, in the style of the IETF health-check draft.
@@ -118,36 +118,26 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
     )
 }
 
-/// Persistence: connected passes; Redis away (the service runs from memory and catches up
-/// later) warns.
 /// The live source's kinds: skipped ones (not served by this API server) are reported but pass;
 /// forbidden or failing ones degrade the service, each named.
 fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
     use crate::sources::kube::KindState;
     let kinds = k.kinds();
-    let named = |state: KindState| -> Vec<String> {
+    let names = |state: KindState| -> Vec<&String> {
         kinds
             .iter()
             .filter(|(_, s)| s.state == state)
-            .map(|(name, s)| match &s.reason {
-                Some(r) => format!("{name} ({r})"),
-                None => name.clone(),
-            })
+            .map(|(name, _)| name)
             .collect()
     };
     let (skipped, forbidden, failing) = (
-        named(KindState::Skipped),
-        named(KindState::Forbidden),
-        named(KindState::Failing),
+        names(KindState::Skipped),
+        names(KindState::Forbidden),
+        names(KindState::Failing),
     );
-    let watching = kinds
-        .values()
-        .filter(|s| s.state == KindState::Watching)
-        .count();
-    let listing = kinds
-        .values()
-        .filter(|s| matches!(s.state, KindState::Listing | KindState::Discovering))
-        .count();
+    let count = |f: fn(KindState) -> bool| kinds.values().filter(|s| f(s.state)).count();
+    let watching = count(|s| s == KindState::Watching);
+    let listing = count(|s| matches!(s, KindState::Listing | KindState::Discovering));
     let mut details = format!("{watching} kinds watched, {listing} listing");
     for (label, list) in [
         ("forbidden", &forbidden),
@@ -155,7 +145,14 @@ fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
         ("skipped (not served)", &skipped),
     ] {
         if !list.is_empty() {
-            details.push_str(&format!("; {label}: {}", list.join(", ")));
+            let named: Vec<String> = list
+                .iter()
+                .map(|name| match &kinds[*name].reason {
+                    Some(r) => format!("{name} ({r})"),
+                    None => (*name).clone(),
+                })
+                .collect();
+            details.push_str(&format!("; {label}: {}", named.join(", ")));
         }
     }
     Check {
@@ -167,26 +164,21 @@ fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
         },
         observed_value: serde_json::json!({
             "kinds": kinds,
-            "skipped": kinds.iter().filter(|(_, s)| s.state == KindState::Skipped).map(|(n, _)| n).collect::<Vec<_>>(),
-            "forbidden": kinds.iter().filter(|(_, s)| s.state == KindState::Forbidden).map(|(n, _)| n).collect::<Vec<_>>(),
-            "failing": kinds.iter().filter(|(_, s)| s.state == KindState::Failing).map(|(n, _)| n).collect::<Vec<_>>(),
+            "skipped": skipped,
+            "forbidden": forbidden,
+            "failing": failing,
         }),
         details,
     }
 }
 
+/// Persistence: connected passes; Redis away (the service runs from memory and catches up
+/// later) warns.
 fn persistence_check(p: &crate::persistence::PersistObserver) -> Check {
     use std::sync::atomic::Ordering::Relaxed;
     let s = p.status();
     let stats = p.stats();
-    let age = |ms: u64| {
-        (ms > 0).then(|| {
-            format!(
-                "{:.1} s ago",
-                crate::persistence::unix_ms().saturating_sub(ms) as f64 / 1000.0
-            )
-        })
-    };
+    let age = |ms: u64| age_since_ms(ms).map(|d| format!("{:.1} s ago", d.as_secs_f64()));
     let mut details = format!(
         "{}; {} queued, {} dirty; last write {}; last snapshot {}",
         if s.connected {

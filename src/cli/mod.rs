@@ -80,6 +80,8 @@ pub fn main() -> ExitCode {
         Command::Inspect(_) | Command::Snapshot(_) => "warn",
     };
     init_logging(cli.log.as_deref().unwrap_or(default_log));
+    // rustls needs its crypto provider chosen once per process (the cluster's API, rediss://).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Inspect(args) => {
             let stdout = std::io::stdout();

@@ -187,8 +187,6 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
             "ASTROLABE_ENV=production requires persistence: set ENABLE_PERSISTENCE=true (or --enable-persistence) and REDIS_ADDR",
         ));
     }
-    // rustls needs its crypto provider chosen once per process (the cluster, rediss://).
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let source = match args.source.as_str() {
         "kube" => {
             let opts = args.kube.options();
@@ -221,9 +219,10 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let mut graph = Graph::new();
     let persist_config = persist.enable_persistence.then(|| persist.config());
     if let Some(pc) = &persist_config {
-        match persistence::ping(&pc.redis) {
-            Ok(()) => {
-                for w in persistence::hygiene(&pc.redis).unwrap_or_default() {
+        // One connection answers both "is Redis there" and "is it configured sensibly".
+        match persistence::hygiene(&pc.redis) {
+            Ok(warnings) => {
+                for w in warnings {
                     tracing::warn!("{w}");
                 }
                 let started = Instant::now();

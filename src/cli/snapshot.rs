@@ -46,7 +46,6 @@ pub enum SnapshotAction {
 }
 
 pub(super) fn run(args: &SnapshotArgs, out: &mut impl std::io::Write) -> Result<(), Failure> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let line = |out: &mut dyn std::io::Write, s: String| {
         writeln!(out, "{s}").map_err(|e| Failure::runtime(format!("writing output: {e}")))
     };

@@ -317,6 +317,10 @@ impl Graph {
         // objects they point at all sort before them ("" < any namespace), so only those few
         // need sorting.
         let own: Vec<NodeIndex> = self.select(&filter).collect();
+        if ns.is_empty() {
+            // The cluster scope itself: its objects are already in `own`.
+            return own;
+        }
         let mut cluster: Vec<NodeIndex> = own
             .iter()
             .flat_map(|&n| self.out_edges(n))
@@ -329,10 +333,6 @@ impl Graph {
         cluster.sort_unstable();
         cluster.dedup();
         self.sort_nodes(&mut cluster);
-        if ns.is_empty() {
-            // The cluster scope itself: its objects are already in `own`.
-            return own;
-        }
         cluster.extend(own);
         cluster
     }

@@ -139,7 +139,7 @@ pub struct Graph {
     claim_patterns: HashMap<(Atom, Name), SmallVec<[NodeIndex; 1]>, FxBuildHasher>,
     pub(super) releases: HashMap<ReleaseKey, ReleaseEntry, FxBuildHasher>,
     lists: HashMap<Option<Kind>, Vec<ListInProgress>, FxBuildHasher>,
-    /// Effects recorded since the last `take_effects`, when recording is on.
+    /// Effects recorded since the last `drain_effects`, when recording is on.
     journal: Option<Vec<Effect>>,
     generation: u64,
 }
@@ -218,12 +218,10 @@ impl Graph {
         self.journal.get_or_insert_with(Vec::new);
     }
 
-    /// The effects recorded since the last call, in order.
-    pub fn take_effects(&mut self) -> Vec<Effect> {
-        self.journal
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
+    /// The effects recorded since the last call, in order. The journal keeps its capacity, so
+    /// recording costs no allocation per change.
+    pub fn drain_effects(&mut self) -> impl Iterator<Item = Effect> + '_ {
+        self.journal.iter_mut().flat_map(|j| j.drain(..))
     }
 
     fn effect(&mut self, e: Effect) {

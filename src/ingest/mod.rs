@@ -240,7 +240,7 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
                     // Recorded while the write lock is held: the persistence channel then
                     // carries changes in generation order (see persistence::writer).
                     let generation = graph.generation();
-                    for e in graph.take_effects() {
+                    for e in graph.drain_effects() {
                         match e {
                             Effect::Upserted(o) => sink.upsert(o, generation),
                             Effect::Removed(uid) => sink.delete(uid, generation),
@@ -273,7 +273,8 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
     }
 }
 
-fn unix_ms() -> u64 {
+/// Unix time in milliseconds.
+pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -157,10 +157,23 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
         });
     };
     let m: Manifest = decode(body, u32::from_be_bytes(*crc), "manifest")?;
-    if m.format != FORMAT_VERSION {
-        return Err(FormatError::UnknownVersion { found: m.format });
-    }
+    check_version(m.format)?;
     Ok(m)
+}
+
+/// Reads one part of a log entry, refusing unknown format versions.
+pub fn decode_batch(bytes: &[u8], crc: u32, what: &str) -> Result<Batch, FormatError> {
+    let b: Batch = decode(bytes, crc, what)?;
+    check_version(b.format)?;
+    Ok(b)
+}
+
+fn check_version(found: u32) -> Result<(), FormatError> {
+    if found == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(FormatError::UnknownVersion { found })
+    }
 }
 
 /// The first bytes of a snapshot file (`astrolabe snapshot export`).
@@ -208,9 +221,7 @@ pub fn decode_file(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
         });
     };
     let f: SnapshotFile = decode(body, u32::from_be_bytes(*crc), "snapshot file")?;
-    if f.format != FORMAT_VERSION {
-        return Err(FormatError::UnknownVersion { found: f.format });
-    }
+    check_version(f.format)?;
     Ok(f)
 }
 

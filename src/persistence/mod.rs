@@ -27,7 +27,7 @@ pub use format::{FORMAT_VERSION, FormatError, Manifest};
 pub use store::{RedisConfig, StoreError};
 
 use crate::graph::Change;
-use crate::ingest::GraphHandle;
+use crate::ingest::{GraphHandle, unix_ms};
 use crate::model::{Object, Uid};
 
 /// How persistence behaves.
@@ -36,7 +36,7 @@ pub struct PersistConfig {
     /// Where Redis is.
     pub redis: RedisConfig,
     /// Time between periodic snapshots; zero takes them only at shutdown, after the first full
-    /// load, and after Redis comes back.
+    /// load, after Redis comes back, and when the log outgrows the last snapshot (see the writer).
     pub snapshot_interval: Duration,
     /// The longest a change waits before it is written.
     pub flush_interval: Duration,
@@ -115,8 +115,6 @@ pub struct PersistStats {
     pub last_snapshot_ms: AtomicU64,
     /// Bytes of the last snapshot.
     pub last_snapshot_bytes: AtomicU64,
-    /// Objects in the last snapshot.
-    pub last_snapshot_objects: AtomicU64,
     /// Duration of the last snapshot, microseconds.
     pub last_snapshot_micros: AtomicU64,
     /// The graph generation Redis has acknowledged.
@@ -142,19 +140,23 @@ pub struct PersistSink {
 impl PersistSink {
     /// Records an object's new state, produced at graph generation `generation`.
     pub fn upsert(&self, obj: Arc<Object>, generation: u64) {
-        let uid = obj.uid.clone();
-        self.send(Msg::Upsert(obj, generation), uid);
+        self.send(Msg::Upsert(obj, generation));
     }
 
     /// Records that the object with `uid` is gone, at graph generation `generation`.
     pub fn delete(&self, uid: Uid, generation: u64) {
-        self.send(Msg::Delete(uid.clone(), generation), uid);
+        self.send(Msg::Delete(uid, generation));
     }
 
-    fn send(&self, msg: Msg, uid: Uid) {
+    fn send(&self, msg: Msg) {
         match self.tx.try_send(msg) {
             Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(msg)) => {
+                let uid = match msg {
+                    Msg::Upsert(o, _) => o.uid.clone(),
+                    Msg::Delete(uid, _) => uid,
+                    _ => return,
+                };
                 // Nothing is lost: the writer reads the object's current state from the graph.
                 self.shared.stats.overflowed.fetch_add(1, Ordering::Relaxed);
                 let mut dirty = self.shared.dirty.lock();
@@ -219,7 +221,8 @@ pub struct Recovered {
     pub snapshot_generation: Option<u64>,
     /// Log entries replayed after it.
     pub log_batches: usize,
-    /// The graph generation of the state read (as recorded by the writer that wrote it).
+    /// The graph generation of the state read (as recorded by the writer that wrote it): tells
+    /// which acknowledged state a recovery returned.
     pub graph_generation: u64,
 }
 
@@ -290,24 +293,27 @@ impl Persistence {
 
     /// Writes everything queued, waiting at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> Result<(), PersistError> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        self.observer
-            .tx
-            .send_timeout(Msg::Flush(tx), timeout)
-            .map_err(|_| PersistError::Timeout(timeout))?;
-        rx.recv_timeout(timeout)
-            .map_err(|_| PersistError::Timeout(timeout))?
-            .map_err(PersistError::Failed)
+        self.request(Msg::Flush, timeout)
     }
 
     /// Writes everything queued, then a snapshot, waiting at most `timeout`.
     pub fn snapshot(&self, timeout: Duration) -> Result<SnapshotReport, PersistError> {
+        self.request(Msg::Snapshot, timeout)
+    }
+
+    /// Sends a request to the writer and waits for its answer, both within one `timeout`.
+    fn request<T>(
+        &self,
+        msg: impl FnOnce(Sender<Result<T, String>>) -> Msg,
+        timeout: Duration,
+    ) -> Result<T, PersistError> {
+        let deadline = Instant::now() + timeout;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.observer
             .tx
-            .send_timeout(Msg::Snapshot(tx), timeout)
+            .send_deadline(msg(tx), deadline)
             .map_err(|_| PersistError::Timeout(timeout))?;
-        rx.recv_timeout(timeout)
+        rx.recv_deadline(deadline)
             .map_err(|_| PersistError::Timeout(timeout))?
             .map_err(PersistError::Failed)
     }
@@ -426,15 +432,8 @@ pub fn recover_with(
         for (id, parts) in entries {
             let mut batches = Vec::with_capacity(parts.len());
             for (i, (bytes, crc)) in parts.iter().enumerate() {
-                let batch: format::Batch =
-                    format::decode(bytes, *crc, &format!("log entry {id} part {i}"))
-                        .map_err(StoreError::from)?;
-                if batch.format != FORMAT_VERSION {
-                    return Err(StoreError::from(FormatError::UnknownVersion {
-                        found: batch.format,
-                    })
-                    .into());
-                }
+                let batch = format::decode_batch(bytes, *crc, &format!("log entry {id} part {i}"))
+                    .map_err(StoreError::from)?;
                 batches.push(batch);
             }
             let graph_generation = batches.iter().map(|b| b.graph_generation).max();
@@ -535,19 +534,10 @@ fn read_chunks(
     })
 }
 
-/// Unix time in milliseconds.
-pub fn unix_ms() -> u64 {
-    writer::unix_ms()
-}
-
-/// Warnings about how the configured Redis keeps data (nothing on disk, evicting policy).
+/// Connects to Redis (an error when it does not answer) and returns warnings about how it keeps
+/// data (nothing on disk, an evicting policy).
 pub fn hygiene(cfg: &RedisConfig) -> Result<Vec<String>, StoreError> {
     Ok(writer::connect(cfg)?.hygiene())
-}
-
-/// Checks that Redis answers.
-pub fn ping(cfg: &RedisConfig) -> Result<(), StoreError> {
-    writer::connect(cfg).map(|_| ())
 }
 
 /// Why a backup could not be made or restored.
@@ -639,32 +629,11 @@ pub fn import(cfg: &RedisConfig, path: &std::path::Path) -> Result<SnapshotRepor
     let started = Instant::now();
     let mut store = writer::connect(cfg)?;
     let refs = writer::grouped_by_namespace(objects.iter());
-    let chunks = writer::encode_chunks(&refs);
-    let generation = store.next_generation()?;
     let log_id = store.last_log_id()?;
-    let manifest = Manifest {
-        format: FORMAT_VERSION,
-        generation,
-        created_ms: unix_ms(),
-        objects: objects.len() as u64,
-        graph_generation: 0,
-        log_id: log_id.clone(),
-        chunks: chunks
-            .iter()
-            .map(|(b, crc, n)| format::ChunkInfo {
-                objects: *n as u64,
-                bytes: b.len() as u64,
-                crc32: *crc,
-            })
-            .collect(),
-    };
-    let bodies: Vec<Vec<u8>> = chunks.into_iter().map(|(b, _, _)| b).collect();
-    let bytes = store.write_snapshot(&manifest, &bodies)?;
-    store.switch(generation, &log_id)?;
-    store.remove_other_generations(generation)?;
+    let (generation, objects, bytes) = writer::write_generation(&mut store, &refs, 0, log_id)?;
     Ok(SnapshotReport {
         generation,
-        objects: manifest.objects,
+        objects,
         bytes,
         duration: started.elapsed(),
     })

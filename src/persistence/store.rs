@@ -162,9 +162,7 @@ impl RedisConfig {
 /// atomic step.
 const SWITCH: &str = r"
 redis.call('SET', KEYS[1], ARGV[1])
-if ARGV[2] ~= '0-0' then
-  redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2])
-end
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[2])
 return 1
 ";
 
@@ -435,14 +433,6 @@ impl Store {
                 self.key("log")
             ))),
         }
-    }
-
-    /// Entries in the log.
-    pub fn log_len(&mut self) -> Result<u64, StoreError> {
-        let n: u64 = redis::cmd("XLEN")
-            .arg(self.key("log"))
-            .query(&mut *self.conn)?;
-        Ok(n)
     }
 
     /// Warnings about how Redis keeps (or loses) data: nothing written to disk, or keys that

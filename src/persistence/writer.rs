@@ -28,7 +28,7 @@ use rustc_hash::FxHashMap;
 use super::format::{self, Batch, ChunkInfo, FORMAT_VERSION, Manifest, Op};
 use super::store::{RedisConfig, Store, StoreError};
 use super::{Msg, PersistConfig, Shared, SnapshotReport};
-use crate::ingest::GraphHandle;
+use crate::ingest::{GraphHandle, unix_ms};
 use crate::model::{Object, Uid};
 
 /// How long the connection may sit idle before a PING checks it: a Redis that restarted (and may
@@ -60,9 +60,8 @@ pub(super) struct Writer {
     /// Uids read from the graph after overflowing, with the generation they were read at.
     floors: FxHashMap<Uid, u64>,
     floors_until: u64,
-    /// The highest generation processed, and the one Redis acknowledged.
+    /// The highest generation processed.
     seen_generation: u64,
-    acked_generation: u64,
     /// The last log entry written ("0-0" before any).
     last_log_id: String,
     backoff: Duration,
@@ -102,7 +101,6 @@ impl Writer {
             floors: FxHashMap::default(),
             floors_until: 0,
             seen_generation: 0,
-            acked_generation: 0,
             last_log_id: restored.log_id,
             next_attempt: Instant::now(),
             last_snapshot: Instant::now(),
@@ -286,12 +284,7 @@ impl Writer {
         if Instant::now() < self.next_attempt {
             return Err(StoreError::Foreign("waiting to reconnect".into()));
         }
-        match self
-            .cfg
-            .redis
-            .connect()
-            .and_then(|mut s| s.ping().map(|()| s))
-        {
+        match connect(&self.cfg.redis) {
             Ok(store) => {
                 if self
                     .shared
@@ -364,18 +357,8 @@ impl Writer {
         let size: usize = encoded.iter().map(|(b, _)| b.len()).sum();
         let id = store.append(&encoded)?;
         let n = self.pending.len();
-        for (uid, (_, state)) in self.pending.drain() {
-            match state {
-                Some(o) => {
-                    self.mirror.insert(uid, o);
-                }
-                None => {
-                    self.mirror.remove(&uid);
-                }
-            }
-        }
+        self.commit_pending();
         self.last_log_id = id;
-        self.acked_generation = self.seen_generation;
         let stats = &self.shared.stats;
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.objects.fetch_add(n as u64, Ordering::Relaxed);
@@ -385,9 +368,6 @@ impl Writer {
             .flush_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.last_flush_ms.store(unix_ms(), Ordering::Relaxed);
-        stats
-            .acked_generation
-            .store(self.acked_generation, Ordering::Relaxed);
         Ok(())
     }
 
@@ -412,21 +392,7 @@ impl Writer {
             .join()
             .expect("the snapshot thread panicked")
         })?;
-        for (uid, (_, state)) in self.pending.drain() {
-            match state {
-                Some(o) => {
-                    self.mirror.insert(uid, o);
-                }
-                None => {
-                    self.mirror.remove(&uid);
-                }
-            }
-        }
-        self.acked_generation = self.seen_generation;
-        self.shared
-            .stats
-            .acked_generation
-            .store(self.acked_generation, Ordering::Relaxed);
+        self.commit_pending();
         let report = SnapshotReport {
             generation,
             objects,
@@ -437,9 +403,6 @@ impl Writer {
         stats.snapshots.fetch_add(1, Ordering::Relaxed);
         stats.last_snapshot_ms.store(unix_ms(), Ordering::Relaxed);
         stats.last_snapshot_bytes.store(bytes, Ordering::Relaxed);
-        stats
-            .last_snapshot_objects
-            .store(objects, Ordering::Relaxed);
         stats
             .last_snapshot_micros
             .store(report.duration.as_micros() as u64, Ordering::Relaxed);
@@ -455,6 +418,24 @@ impl Writer {
         self.log_bytes_since_snapshot = 0;
         self.last_snapshot_bytes = bytes;
         Ok(report)
+    }
+
+    /// Redis acknowledged everything pending: it is now what Redis holds.
+    fn commit_pending(&mut self) {
+        for (uid, (_, state)) in self.pending.drain() {
+            match state {
+                Some(o) => {
+                    self.mirror.insert(uid, o);
+                }
+                None => {
+                    self.mirror.remove(&uid);
+                }
+            }
+        }
+        self.shared
+            .stats
+            .acked_generation
+            .store(self.seen_generation, Ordering::Relaxed);
     }
 
     /// On stop: what is queued is flushed (best effort; the caller bounds the time).
@@ -489,7 +470,18 @@ fn write_snapshot(
             .map(|(_, o)| o)
             .chain(pending.values().filter_map(|(_, s)| s.as_ref())),
     );
-    let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(&objects);
+    write_generation(store, &objects, graph_generation, log_id)
+}
+
+/// Writes `objects` as a new snapshot generation that includes the log up to `log_id`, switches
+/// to it and removes the others: (generation, objects, bytes).
+pub(super) fn write_generation(
+    store: &mut Store,
+    objects: &[&Arc<Object>],
+    graph_generation: u64,
+    log_id: String,
+) -> Result<(u64, u64, u64), StoreError> {
+    let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(objects);
     let generation = store.next_generation()?;
     let manifest = Manifest {
         format: FORMAT_VERSION,
@@ -600,13 +592,6 @@ fn parallel_map<T: Sync, R: Send>(
     });
     out.sort_unstable_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
-}
-
-/// Unix time in milliseconds.
-pub(super) fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Connects for a one-off task (recovery, export, import).

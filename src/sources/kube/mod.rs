@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ::kube::api::{Api, DynamicObject, PartialObjectMeta};
+use ::kube::api::{Api, DynamicObject, ObjectMeta, PartialObjectMeta};
 use ::kube::config::{KubeConfigOptions, Kubeconfig};
 use ::kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
 use ::kube::runtime::utils::Backoff;
@@ -224,11 +224,14 @@ pub async fn run(
     });
     let mut tasks: JoinSet<(String, Ended)> = JoinSet::new();
     let mut running: HashSet<String> = HashSet::new();
-    let mut failures = 0u32;
+    // Discovery retries with kube-runtime's default policy (0.8 s doubling to 30 s).
+    let mut backoff = DefaultBackoff::default();
+    let mut failed = false;
     loop {
         let wait = match plan(&ctx).await {
             Ok(watches) => {
-                failures = 0;
+                failed = false;
+                backoff.reset();
                 for w in watches {
                     if running.insert(w.key.clone()) {
                         let ctx = ctx.clone();
@@ -244,14 +247,13 @@ pub async fn run(
                 ctx.opts.rediscover
             }
             Err(e) => {
-                failures += 1;
-                if failures == 1 {
-                    tracing::warn!(error = %e, "kubernetes: discovery failed; retrying");
-                } else {
+                if failed {
                     tracing::debug!(error = %e, "kubernetes: discovery failed again");
+                } else {
+                    tracing::warn!(error = %e, "kubernetes: discovery failed; retrying");
                 }
-                // 1, 2, 4, ... 30 s.
-                Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30))
+                failed = true;
+                backoff.next().unwrap_or(Duration::from_secs(30))
             }
         };
         let deadline = tokio::time::Instant::now() + wait;
@@ -317,12 +319,14 @@ async fn plan(ctx: &Ctx) -> Result<Vec<Watch>, ::kube::Error> {
                 });
                 for namespace in namespaces {
                     let key = status_key(kind, namespace.as_deref());
-                    let previous = ctx.status.kinds().get(&key).map(|s| s.state);
+                    // A kind not watched yet (new, or back after a skip or a 403) starts listing;
+                    // a running watch keeps its state.
                     if matches!(
-                        previous,
-                        None | Some(KindState::Discovering | KindState::Skipped)
-                    ) || previous == Some(KindState::Forbidden)
-                    {
+                        ctx.status.state(&key),
+                        None | Some(
+                            KindState::Discovering | KindState::Skipped | KindState::Forbidden
+                        )
+                    ) {
                         ctx.status.set(&key, api_version, KindState::Listing, None);
                     }
                     watches.push(Watch {
@@ -427,19 +431,35 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
         kind: Some(w.kind.clone()),
         namespace: w.namespace.as_deref().map(Atom::new),
     };
+    // The kind's counters, looked up once rather than per event.
     let kind_label = KindLabels {
         kind: w.kind.qualified(),
     };
-    let count = |t: &'static str| {
+    let events = |t: &'static str| {
         ctx.status
             .events
             .get_or_create(&EventLabels {
                 kind: kind_label.kind.clone(),
                 r#type: t,
             })
-            .inc();
+            .clone()
     };
+    let (listed_events, applied_events, deleted_events) =
+        (events("list"), events("apply"), events("delete"));
+    let relists = ctx.status.relists.get_or_create(&kind_label).clone();
+    let errors = ctx.status.watch_errors.get_or_create(&kind_label).clone();
     let api_version = w.resource.api_version.clone();
+    let recovered = |failing: &mut bool, backoff: &mut DefaultBackoff, listed: bool| {
+        *failing = false;
+        backoff.reset();
+        tracing::info!(kind = %w.key, "kubernetes: watch recovered");
+        let state = if listed {
+            KindState::Watching
+        } else {
+            KindState::Listing
+        };
+        ctx.status.set(&w.key, &api_version, state, None);
+    };
     let mut lists = 0u64;
     let mut listed = false;
     let mut failing = false;
@@ -451,15 +471,7 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
             match tokio::time::timeout(RECOVERED_AFTER, stream.next()).await {
                 Ok(item) => item,
                 Err(_) => {
-                    failing = false;
-                    backoff.reset();
-                    tracing::info!(kind = %w.key, "kubernetes: watch recovered");
-                    let state = if listed {
-                        KindState::Watching
-                    } else {
-                        KindState::Listing
-                    };
-                    ctx.status.set(&w.key, &api_version, state, None);
+                    recovered(&mut failing, &mut backoff, listed);
                     continue;
                 }
             }
@@ -471,7 +483,7 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
         let event = match item {
             Ok(e) => e,
             Err(e) => {
-                ctx.status.watch_errors.get_or_create(&kind_label).inc();
+                errors.inc();
                 match unavailable(&e) {
                     Some((state, reason)) => {
                         let previous = ctx.status.set(&w.key, &api_version, state, Some(reason));
@@ -510,27 +522,19 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
             }
         };
         if failing {
-            failing = false;
-            backoff.reset();
-            tracing::info!(kind = %w.key, "kubernetes: watch recovered");
-            let state = if listed {
-                KindState::Watching
-            } else {
-                KindState::Listing
-            };
-            ctx.status.set(&w.key, &api_version, state, None);
+            recovered(&mut failing, &mut backoff, listed);
         }
         let sent = match event {
             WatchEvent::Init => {
                 lists += 1;
                 if lists > 1 {
-                    ctx.status.relists.get_or_create(&kind_label).inc();
+                    relists.inc();
                     tracing::info!(kind = %w.key, "kubernetes: listing {} again", w.key);
                 }
                 ctx.send(Change::ListStart(scope.clone()), received)
             }
             WatchEvent::InitApply(v) => {
-                count("list");
+                listed_events.inc();
                 upsert(ctx, &v, received)
             }
             WatchEvent::InitDone => {
@@ -540,11 +544,11 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
                 ctx.send(Change::ListComplete(scope.clone()), received) && ctx.check_synced()
             }
             WatchEvent::Apply(v) => {
-                count("apply");
+                applied_events.inc();
                 upsert(ctx, &v, received)
             }
             WatchEvent::Delete(v) => {
-                count("delete");
+                deleted_events.inc();
                 delete(ctx, &v, received)
             }
         };
@@ -631,24 +635,13 @@ fn map_event<K>(e: WatchEvent<K>, f: impl Fn(K) -> Value) -> WatchEvent<Value> {
 }
 
 /// A full object as the JSON the projector reads. List items carry no `apiVersion`/`kind`: they
-/// come from the watched resource. Managed fields and the last-applied annotation are dropped
-/// here already.
+/// come from the watched resource.
 fn object_value(o: DynamicObject, resource: &ApiResource) -> Value {
-    let mut map = match o.data {
+    let map = match o.data {
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let mut meta = o.metadata;
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-    put_type(&mut map, resource);
-    map.insert(
-        "metadata".into(),
-        serde_json::to_value(meta).unwrap_or(Value::Null),
-    );
-    Value::Object(map)
+    with_metadata(map, o.metadata, resource)
 }
 
 /// A metadata-only object (ConfigMap, Secret) as the JSON the projector reads.
@@ -658,28 +651,33 @@ fn metadata_value(
     is_secret: bool,
 ) -> Value {
     let mut map = Map::new();
-    let mut meta = o.metadata;
+    if is_secret && looks_like_helm_record(o.metadata.labels.as_ref()) {
+        map.insert("type".into(), Value::from("helm.sh/release.v1"));
+    }
+    with_metadata(map, o.metadata, resource)
+}
+
+/// Completes an object with its `apiVersion`, `kind` and `metadata`, dropping the managed fields
+/// and the last-applied annotation already here.
+fn with_metadata(
+    mut map: Map<String, Value>,
+    mut meta: ObjectMeta,
+    resource: &ApiResource,
+) -> Value {
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
-    if is_secret && looks_like_helm_record(meta.labels.as_ref()) {
-        map.insert("type".into(), Value::from("helm.sh/release.v1"));
-    }
-    put_type(&mut map, resource);
-    map.insert(
-        "metadata".into(),
-        serde_json::to_value(meta).unwrap_or(Value::Null),
-    );
-    Value::Object(map)
-}
-
-fn put_type(map: &mut Map<String, Value>, resource: &ApiResource) {
     map.insert(
         "apiVersion".into(),
         Value::from(resource.api_version.as_str()),
     );
     map.insert("kind".into(), Value::from(resource.kind.as_str()));
+    map.insert(
+        "metadata".into(),
+        serde_json::to_value(meta).unwrap_or(Value::Null),
+    );
+    Value::Object(map)
 }
 
 fn looks_like_helm_record(labels: Option<&BTreeMap<String, String>>) -> bool {

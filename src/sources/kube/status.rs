@@ -102,6 +102,11 @@ impl KubeStatus {
         previous
     }
 
+    /// One kind's state, if it was ever recorded.
+    pub fn state(&self, kind: &str) -> Option<KindState> {
+        self.kinds.lock().get(kind).map(|k| k.state)
+    }
+
     /// Every kind's status, by kind.
     pub fn kinds(&self) -> BTreeMap<String, KindStatus> {
         self.kinds.lock().clone()
@@ -119,10 +124,5 @@ impl KubeStatus {
     /// Marks the first full load as sent; returns whether it was already.
     pub(super) fn mark_synced(&self) -> bool {
         self.synced.swap(true, Ordering::AcqRel)
-    }
-
-    /// Whether the source has sent its first full load.
-    pub fn is_synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
     }
 }
