@@ -13,20 +13,23 @@
 //! cargo build --release && cargo run --release --example kubebench -- --objects 100000
 //! ```
 
+#[path = "common/server.rs"]
+mod common;
 #[path = "../tests/support/fake_kube.rs"]
 mod fake_kube;
 
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use astrolabe::model::Kind;
 use astrolabe::sources::demo::{DemoCluster, DemoConfig};
+use common::{Server, http_get, release_bin};
 use fake_kube::FakeKube;
 use serde_json::Value;
 
 struct Opts {
-    bin: String,
+    bin: PathBuf,
     objects: usize,
     rounds: usize,
     rate: u64,
@@ -35,7 +38,7 @@ struct Opts {
 
 fn main() {
     let mut o = Opts {
-        bin: "target/release/astrolabe".into(),
+        bin: release_bin(),
         objects: 100_000,
         rounds: 3,
         rate: 1_000,
@@ -46,7 +49,7 @@ fn main() {
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
-            "--bin" => o.bin = value.clone(),
+            "--bin" => o.bin = value.into(),
             "--objects" => o.objects = value.parse().expect("--objects N"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
             "--rate" => o.rate = value.parse().expect("--rate N"),
@@ -88,12 +91,24 @@ fn main() {
     let mut last = None;
     for round in 1..=o.rounds {
         let started = Instant::now();
-        let (child, addr) = serve(&o.bin, kubeconfig.to_str().unwrap());
+        let server = Server::start(
+            Command::new(&o.bin)
+                .args(["serve", "--source", "kube", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .args(["--listen", "127.0.0.1:0"])
+                .env("ASTROLABE_LOG", "info"),
+            |_| {},
+        );
+        let addr = server.addr.clone();
         while http_get(&addr, "/readyz").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "not ready after 10 minutes"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         let took = started.elapsed();
-        let cpu = cpu_seconds(child.id());
+        let cpu = cpu_seconds(server.pid());
         let nodes = node_count(&addr);
         println!(
             "round {round}: ready after {:.2} s: {total} objects listed ({} nodes served), {:.0} objects/s; \
@@ -103,11 +118,12 @@ fn main() {
             total as f64 / took.as_secs_f64(),
             total as f64 / cpu
         );
-        if let Some((c, _)) = last.replace((child, addr)) {
-            stop(c);
+        if let Some(previous) = last.replace(server) {
+            previous.stop();
         }
     }
-    let (child, addr) = last.expect("at least one round");
+    let server = last.expect("at least one round");
+    let addr = server.addr.clone();
 
     // 2. Apply lag under a steady change rate.
     let before = lag_buckets(&addr);
@@ -148,43 +164,7 @@ fn main() {
         pct(0.99) * 1000.0,
         pct(0.999) * 1000.0
     );
-    stop(child);
-}
-
-#[allow(
-    clippy::zombie_processes,
-    reason = "the caller stops and waits for the child"
-)]
-fn serve(bin: &str, kubeconfig: &str) -> (Child, String) {
-    let mut child = Command::new(bin)
-        .args(["serve", "--source", "kube", "--kubeconfig", kubeconfig])
-        .args(["--listen", "127.0.0.1:0"])
-        .env("ASTROLABE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{bin}: {e} (run cargo build --release first)"));
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the server logs where it listens")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            // Keep draining the log so that the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return (child, addr);
-        }
-    }
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    server.stop();
 }
 
 /// User + system CPU time of a process so far, from `/proc/PID/stat`.
@@ -219,40 +199,4 @@ fn lag_buckets(addr: &str) -> Vec<(f64, f64)> {
             (le, l.rsplit(' ').next().unwrap().parse().unwrap())
         })
         .collect()
-}
-
-/// A blocking HTTP/1.1 GET; the body when the answer is 200.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let (head, body) = out.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    // Bodies may be chunked.
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        let mut rest = body;
-        let mut decoded = String::new();
-        loop {
-            let (size, tail) = rest.split_once("\r\n")?;
-            let n = usize::from_str_radix(size.trim(), 16).ok()?;
-            if n == 0 {
-                break;
-            }
-            decoded.push_str(tail.get(..n)?);
-            rest = tail.get(n + 2..)?;
-        }
-        return Some(decoded);
-    }
-    Some(body.to_string())
 }

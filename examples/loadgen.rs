@@ -20,7 +20,7 @@
 //! cargo run --release --example loadgen -- --churn 20000 --persistence compare
 //! ```
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,10 +50,7 @@ fn options() -> Options {
         connections: 16,
         seconds: 10,
         warmup: 2,
-        bin: std::env::current_exe()
-            .ok()
-            .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
-            .unwrap_or_else(|| "target/release/astrolabe".into()),
+        bin: common::release_bin(),
         only: None,
         cache_mb: 64,
         churn: 0.0,
@@ -85,18 +82,10 @@ fn options() -> Options {
     o
 }
 
-/// A process, killed by its PID when dropped.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The tests' real redis-server (free loopback port, temporary directory, AOF `everysec`,
 /// stopped by PID when dropped).
+#[path = "common/server.rs"]
+mod common;
 #[path = "../tests/support/redis.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod redis_server;
@@ -363,9 +352,10 @@ fn run_server(o: &Options, persist: bool) -> Run {
             "astrolabe:{loadgen}",
         ]);
     }
-    let _server = Server(
+    let _server = common::Server::adopt(
         cmd.spawn()
             .expect("the server binary starts (build it first: cargo build --release)"),
+        addr.clone(),
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -24,7 +24,7 @@
 //! (one of the scenarios above), `--bin PATH` (the server binary for `restore`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -54,10 +54,7 @@ fn options() -> Options {
         seconds: 20,
         rate: 20_000,
         only: None,
-        bin: std::env::current_exe()
-            .ok()
-            .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
-            .unwrap_or_else(|| "target/release/astrolabe".into()),
+        bin: common::release_bin(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -77,6 +74,8 @@ fn options() -> Options {
 
 /// The tests' real redis-server (free loopback port, temporary directory, AOF `everysec`,
 /// stopped by PID when dropped).
+#[path = "common/server.rs"]
+mod common;
 #[path = "../tests/support/redis.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod redis_server;
@@ -529,29 +528,35 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
         let waited = redis.quiesce();
         println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
         let t = Instant::now();
-        let mut child = Command::new(&o.bin)
-            .args(["serve", "--listen", "127.0.0.1:0", "--enable-persistence"])
-            .args([
-                "--redis-addr",
-                &redis.addr(),
-                "--redis-key-prefix",
-                "astrolabe:{bench}",
-            ])
-            .args(["--source", &format!("demo:{}", o.objects)])
-            .env("ASTROLABE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the server binary (cargo build --release)");
-        let addr = listening_addr(&mut child);
+        let server = common::Server::start(
+            Command::new(&o.bin)
+                .args(["serve", "--listen", "127.0.0.1:0", "--enable-persistence"])
+                .args([
+                    "--redis-addr",
+                    &redis.addr(),
+                    "--redis-key-prefix",
+                    "astrolabe:{bench}",
+                ])
+                .args(["--source", &format!("demo:{}", o.objects)])
+                .env("ASTROLABE_LOG", "info"),
+            |line| {
+                if line.contains("restored the graph") {
+                    println!("  server: {}", line.trim());
+                }
+            },
+        );
         let listening = t.elapsed();
         let body = loop {
-            if let Some(b) = http_get(&addr, "/api/v2/kinds") {
+            if let Some(b) = common::http_get(&server.addr, "/api/v2/kinds") {
                 break b;
             }
+            assert!(
+                t.elapsed() < Duration::from_secs(300),
+                "no answer after 5 minutes"
+            );
         };
         let serving = t.elapsed();
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
         let total: u64 = v["items"]
             .as_array()
             .map(|k| k.iter().filter_map(|k| k["count"].as_u64()).sum())
@@ -560,50 +565,11 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
             "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}",
             v["freshness"]["restored"], v["freshness"]["synced"]
         );
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let _ = child.wait();
         // Each exit writes a final snapshot; the next round restores from it.
+        server.stop();
     }
     // The snapshot the server wrote at its last exit, read in-process.
     restore_in_process(&redis, 4..=4);
-}
-
-fn listening_addr(child: &mut Child) -> String {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("the server logs where it listens")
-            .unwrap();
-        if line.contains("restored the graph") {
-            println!("  server: {}", line.trim());
-        }
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_string();
-            // Keep draining the log so that the server never blocks on a full pipe.
-            std::thread::spawn(move || for _ in lines {});
-            return addr;
-        }
-    }
-}
-
-/// A blocking HTTP/1.1 GET; the body when the answer is 200.
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Latencies of ingest (sent until visible) and of queries, recorded by background threads into

@@ -118,6 +118,7 @@ async fn bodies_larger_than_the_budget_are_not_kept() {
     })
     .await;
     let hits = counter(&s, "astrolabe_http_cache_hits").await;
+    let misses = counter(&s, "astrolabe_http_cache_misses").await;
     for _ in 0..3 {
         s.ok("/api/v2/kinds").await;
     }
@@ -126,4 +127,6 @@ async fn bodies_larger_than_the_budget_are_not_kept() {
         hits,
         "a 200-byte body does not fit 64 bytes"
     );
+    // The cache is on (each request was looked up), the body just never kept.
+    assert_eq!(counter(&s, "astrolabe_http_cache_misses").await, misses + 3);
 }

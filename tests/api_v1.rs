@@ -1648,26 +1648,11 @@ fn without_ages(mut v: Value) -> Value {
 #[tokio::test]
 async fn metadata_of_hand_built_pods_workloads_and_volumes() {
     let now = now_unix();
+    // RFC 3339 of `now - ago`.
     let at = |ago: i64| -> String {
-        // RFC 3339 of `now - ago`, via the same civil-date arithmetic the parser inverts.
-        let secs = now - ago;
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let d = doy - (153 * mp + 2) / 5 + 1;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            (rem % 3600) / 60,
-            rem % 60
-        )
+        astrolabe::model::Time::from_unix(now - ago)
+            .expect("after 1970")
+            .to_rfc3339()
     };
     assert_eq!(
         parse_rfc3339(&at(0)),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 use support::fake_kube::{self, FakeKube, Served};
-use support::process::{Proc, get, start, wait_ready};
+use support::process::{Proc, get, get_text, start, wait_ready};
 
 const SECRET_MARKER: &str = "s3cr3t-MARKER-Zq7xW";
 const CONFIG_MARKER: &str = "c0nf1g-MARKER-Vb2kP";
@@ -69,19 +69,6 @@ fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> Result<()
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn get_text(addr: &str, path: &str) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let r = reqwest::get(format!("http://{addr}{path}"))
-            .await
-            .expect("request");
-        (r.status().as_u16(), r.text().await.unwrap_or_default())
-    })
 }
 
 // ----- reading the graph ----------------------------------------------------------------------
@@ -862,19 +849,30 @@ fn an_old_api_server_skips_the_kinds_it_does_not_serve_and_is_healthy() {
     }
     assert_eq!(kube["kinds"]["Pod"]["state"], "watching");
     assert_eq!(kube["kinds"]["batch/Job"]["state"], "watching");
-    // The unserved versions were never asked for.
-    for kind in [
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-        "EndpointSlice",
-        "CronJob",
-    ] {
-        assert_eq!(
-            fake.requests(kind, "list") + fake.requests(kind, "watch"),
-            0,
-            "{kind}"
-        );
-    }
+    // The unserved versions were never asked for: no request names their resources (a request
+    // for a version the fake does not serve is logged as a 404 with its path).
+    let asked: Vec<_> = fake
+        .request_log()
+        .into_iter()
+        .filter(|r| {
+            [
+                "horizontalpodautoscalers",
+                "poddisruptionbudgets",
+                "endpointslices",
+                "cronjobs",
+            ]
+            .iter()
+            .any(|plural| r.query.contains(plural))
+                || [
+                    "HorizontalPodAutoscaler",
+                    "PodDisruptionBudget",
+                    "EndpointSlice",
+                    "CronJob",
+                ]
+                .contains(&r.kind)
+        })
+        .collect();
+    assert!(asked.is_empty(), "{asked:?}");
     let served = ["Namespace", "Pod", "Deployment", "Job"];
     converges(&fake, &addr, Duration::from_secs(10), |o| {
         served.contains(&o["kind"].as_str().unwrap())
@@ -978,12 +976,6 @@ fn dropped_watches_and_compaction_relist_to_exactly_the_servers_state() {
     });
     assert!(fake.requests("Pod", "list") > pod_lists);
     assert!(metric(&addr, "astrolabe_kube_watch_errors_total", "Pod") >= 1.0);
-    let expired = fake
-        .request_log()
-        .iter()
-        .filter(|r| r.kind == "Pod" && r.verb == "watch" && r.status == 200)
-        .count();
-    assert!(expired > 0);
 
     // 3. An outage with compaction: every kind's watch resumes into 410 and relists; deletions
     //    of every kind made meanwhile leave no ghost.
@@ -1577,7 +1569,11 @@ fn fake_request(fake: &FakeKube, path: &str, accept: Option<&str>, token: bool) 
         .build()
         .unwrap();
     rt.block_on(async {
-        let mut req = reqwest::Client::new().get(format!("{}{path}", fake.url()));
+        let mut req = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}{path}", fake.url()));
         if token {
             req = req.bearer_auth(fake_kube::TOKEN);
         }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::kube::KubeApiServer;
-use support::process::{Proc, get, signal, start, wait_exit, wait_ready};
+use support::process::{Proc, get, get_text, signal, start, wait_exit, wait_ready};
 use support::redis::RedisServer;
 use support::wait_for;
 
@@ -295,6 +295,22 @@ fn the_graph_follows_a_real_api_server() {
     assert_eq!(check["observedValue"]["forbidden"], json!([]));
     assert_eq!(check["observedValue"]["failing"], json!([]));
 
+    // Secret and ConfigMap data appear in no answer (taken while both objects exist, as text)
+    // and, below, in no log line.
+    for path in [
+        "/api/v2/graph",
+        "/api/v2/objects/Secret/shop/creds",
+        "/api/v2/objects/ConfigMap/shop/cfg",
+        "/api/v1/graph?namespace=shop",
+        "/api/v1/resources?namespace=shop",
+        "/metrics",
+        "/health",
+    ] {
+        let (status, body) = get_text(&p.addr, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        assert_no_secret(&body, path);
+    }
+
     // An update moves edges: the Pod's new labels leave the Service's selector.
     let (_, mut pod) = api.request("GET", "/api/v1/namespaces/shop/pods/web-1", None);
     pod["metadata"]["labels"] = json!({"app": "other"});
@@ -315,26 +331,6 @@ fn the_graph_follows_a_real_api_server() {
     });
     assert_converges(&api, &p.addr, "after updating and deleting");
 
-    // Secret and ConfigMap data appear in no answer and in no log line.
-    for path in [
-        "/api/v2/graph",
-        "/api/v1/graph?namespace=shop",
-        "/api/v1/resources?namespace=shop",
-        "/metrics",
-        "/health",
-    ] {
-        let (_, body) = get(&p.addr, path);
-        assert_no_secret(&body.to_string(), path);
-    }
-    let (status, secret) = get(&p.addr, "/api/v2/graph");
-    assert_eq!(status, 200);
-    let creds = secret["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["kind"] == "Secret" && n["name"] == "creds")
-        .expect("the Secret is a node");
-    assert!(creds.get("data").is_none(), "{creds}");
     signal(&p, "-TERM");
     let (code, log) = wait_exit(p);
     assert_eq!(code, Some(0), "{log}");
@@ -373,8 +369,9 @@ fn a_restart_with_persistence_is_served_warm_then_reconciled_exactly() {
     let before_restart = cluster_objects(&api);
 
     let p = serve(&api, &persist);
-    // Served warm at once: the first answer already holds the restored graph (and the server
-    // says it was restored).
+    // Served warm at once: `restored` is set only when the graph was rebuilt from what Redis
+    // holds before the server listened, and the first answer has the application in it. (Its
+    // lists may be done by then too, so what the first answer lacks proves nothing either way.)
     let first = served_objects(&p.addr);
     assert!(
         first
@@ -490,18 +487,7 @@ fn an_api_server_killed_and_restarted_is_relisted_and_converged() {
 
 /// The sum of a metric's samples in `/metrics` (every label set).
 fn metric_sum(addr: &str, name: &str) -> f64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let text = rt.block_on(async {
-        reqwest::get(format!("http://{addr}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let (_, text) = get_text(addr, "/metrics");
     text.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

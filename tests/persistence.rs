@@ -223,6 +223,11 @@ fn a_large_batch_is_one_log_entry_in_parts_and_a_bad_part_fails_the_whole_recove
         .arg("+")
         .query(&mut c)
         .unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "everything pending is written as one entry"
+    );
     let widest = entries.iter().map(|(_, f)| f.len() / 2).max().unwrap_or(0);
     if std::thread::available_parallelism().map_or(1, |n| n.get()) > 1 {
         assert!(

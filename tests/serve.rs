@@ -5,9 +5,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use support::process::{get, signal, start, wait_exit, wait_ready};
+use support::process::{command, get, signal, start, wait_exit, wait_ready};
 
 #[test]
 fn serves_the_demo_and_stops_cleanly_on_sigterm() {
@@ -68,7 +67,7 @@ fn bad_configuration_is_a_clear_error() {
     // No cluster configuration anywhere: not in a pod, no KUBECONFIG, an empty home.
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_astrolabe"))
+        let out = command()
             .args(args)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("KUBERNETES_SERVICE_PORT")

@@ -17,7 +17,7 @@ use astrolabe::relations::Projector;
 use astrolabe::sources::demo::{DemoCluster, DemoConfig};
 use astrolabe::sources::demo_change;
 use serde_json::Value;
-use support::process::{Proc, get, signal, start, wait_exit, wait_ready};
+use support::process::{Proc, command, get, get_text, signal, start, wait_exit, wait_ready};
 use support::redis::{RedisServer, free_port};
 use support::wait_for;
 
@@ -241,7 +241,7 @@ fn a_crash_during_changes_leaves_an_acknowledged_state_and_the_source_repairs_th
 #[test]
 fn production_mode_refuses_to_start_without_persistence_or_redis() {
     let run = |env: &[(&str, &str)], args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_astrolabe"))
+        let out = command()
             .args(args)
             .envs(env.iter().copied())
             .output()
@@ -315,7 +315,7 @@ fn development_mode_runs_degraded_while_redis_is_away_and_catches_up() {
         restored_uids, served_uids,
         "Redis caught up with the whole graph"
     );
-    let metrics = reqwest_text(&p.addr, "/metrics");
+    let (_, metrics) = get_text(&p.addr, "/metrics");
     assert!(
         metrics.contains("astrolabe_persistence_connected 1"),
         "{metrics}"
@@ -324,29 +324,9 @@ fn development_mode_runs_degraded_while_redis_is_away_and_catches_up() {
     assert_eq!(wait_exit(p).0, Some(0));
 }
 
-fn reqwest_text(addr: &str, path: &str) -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::get(format!("http://{addr}{path}"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    })
-}
-
 /// Runs the binary to completion: (exit code, stdout, stderr).
 fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_astrolabe"))
-        .args(args)
-        .env_remove("REDIS_ADDR")
-        .env_remove("ASTROLABE_CLUSTER_NAME")
-        .output()
-        .unwrap();
+    let out = command().args(args).output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).to_string(),

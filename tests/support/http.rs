@@ -79,7 +79,7 @@ impl Server {
         Server {
             base,
             graph,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder().no_proxy().build().unwrap(),
             stop: Some(stop),
         }
     }

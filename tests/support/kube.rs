@@ -29,18 +29,11 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
+use super::redis::free_port;
+
 /// How long the API server may take to answer `/readyz` with 200 (about 4 s when idle; tests run
 /// several at once on two cores).
 const READY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// A free TCP port on 127.0.0.1 (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The directory holding `kube-apiserver`, `etcd` and `etcdctl`, as the build script names it.
 /// Panics (never skips) when they are missing.
@@ -63,7 +56,7 @@ pub fn bin_dir() -> PathBuf {
         assert!(
             dir.join(b).is_file(),
             "{} is missing: run ./scripts/install-deps.sh (it builds kube-apiserver and etcd \
-             once with scripts/build-kube-apiserver.sh, about 6 minutes)",
+             once with scripts/build-kube-apiserver.sh, about 4 minutes)",
             dir.join(b).display()
         );
     }
@@ -345,7 +338,8 @@ impl KubeApiServer {
         let health = format!("{client_url}/health");
         loop {
             let ok = block_on(async {
-                match reqwest::get(&health).await {
+                let client = reqwest::Client::builder().no_proxy().build().unwrap();
+                match client.get(&health).send().await {
                     Ok(r) => r.status().is_success(),
                     Err(_) => false,
                 }

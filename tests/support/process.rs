@@ -20,18 +20,30 @@ impl Drop for Proc {
     }
 }
 
+/// The binary as a command, with none of the configuration the developer's environment may hold
+/// (every `ASTROLABE_*`, `REDIS_*` and `ENABLE_PERSISTENCE` variable is removed), so that a test
+/// sees only what it sets.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_astrolabe"));
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("ASTROLABE_") || n.starts_with("REDIS_") || n == "ENABLE_PERSISTENCE" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
 /// Starts the binary with `args` and `env`, and waits for its "listening on" log line.
 #[allow(
     clippy::zombie_processes,
     reason = "the child is owned by `Proc`, whose Drop kills and waits for it"
 )]
 pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_astrolabe"))
+    let mut child = command()
         .args(args)
         .envs(env.iter().copied())
         .env("ASTROLABE_LOG", "info")
-        .env_remove("ENABLE_PERSISTENCE")
-        .env_remove("ASTROLABE_ENV")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -57,17 +69,30 @@ pub fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
     }
 }
 
+/// A GET over loopback: the status and the body as JSON (`Null` when it is not JSON).
 pub fn get(addr: &str, path: &str) -> (u16, serde_json::Value) {
+    let (status, body) = get_text(addr, path);
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// A GET over loopback: the status and the body as text. No proxy is ever used, whatever the
+/// environment says.
+pub fn get_text(addr: &str, path: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = reqwest::get(format!("http://{addr}{path}"))
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let r = client
+            .get(format!("http://{addr}{path}"))
+            .send()
             .await
             .expect("request");
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
     })
 }
 
@@ -76,7 +101,7 @@ pub fn wait_ready(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while get(addr, "/readyz").0 != 200 {
         assert!(Instant::now() < deadline, "not ready within 30 s");
-        std::thread::yield_now();
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

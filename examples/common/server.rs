@@ -1,0 +1,121 @@
+//! What the load harnesses share: the release binary next to them, the `astrolabe serve` process
+//! (stopped by its own PID, also when a harness panics), and a blocking loopback GET.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// The `astrolabe` binary of the same build as the running example (`target/release/astrolabe`
+/// for `cargo run --release --example ...`).
+pub fn release_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join("astrolabe")))
+        .unwrap_or_else(|| "target/release/astrolabe".into())
+}
+
+/// A running `astrolabe serve`: SIGTERM on [`Server::stop`], killed by its PID when dropped.
+pub struct Server {
+    child: Option<Child>,
+    /// Where it listens.
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `cmd` (stderr is read for the "listening on" line at log level info or above) and
+    /// hands every log line before it to `early` (for example, the restore report).
+    pub fn start(cmd: &mut Command, mut early: impl FnMut(&str)) -> Server {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the server binary starts (build it first: cargo build --release)");
+        let stderr = child.stderr.take().unwrap();
+        // From here on the process is stopped on every path, panics included.
+        let mut server = Server {
+            child: Some(child),
+            addr: String::new(),
+        };
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("the server logs where it listens")
+                .unwrap();
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                server.addr = rest.split_whitespace().next().unwrap().to_string();
+                // Keep draining the log so that the server never blocks on a full pipe.
+                std::thread::spawn(move || for _ in lines {});
+                return server;
+            }
+            early(&line);
+        }
+    }
+
+    /// Wraps a process started elsewhere (listening on a known address).
+    pub fn adopt(child: Child, addr: String) -> Server {
+        Server {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGTERM (a graceful shutdown: final snapshot with persistence on), then waits.
+    pub fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A blocking HTTP/1.1 GET over loopback; the body when the answer is 200.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(body.to_string());
+    }
+    let mut rest = body;
+    let mut decoded = String::new();
+    loop {
+        let (size, tail) = rest.split_once("\r\n")?;
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(tail.get(..n)?);
+        rest = tail.get(n + 2..)?;
+    }
+}
