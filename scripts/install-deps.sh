@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine. Idempotent: each step checks
 # first and does nothing when its tool is already there.
+#   - make (Debian package): jemalloc's build script runs it (the server itself needs it too, see
+#     the README).
 #   - graphviz (Debian package): the DOT output test renders with `dot`.
 #   - redis-server, redis-sentinel, redis-tools (Debian packages): the persistence tests start
 #     their own Redis servers, sentinels and a cluster on free loopback ports.
@@ -10,7 +12,15 @@
 set -euo pipefail
 
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    echo "installing Debian packages needs root: run this script as root or with sudo available" >&2
+    echo "  (the command was: $*)" >&2
+    exit 1
+  fi
 }
 
 apt_install() {
@@ -25,7 +35,7 @@ apt_install() {
   fi
 }
 
-apt_install graphviz redis-server redis-sentinel redis-tools
+apt_install make graphviz redis-server redis-sentinel redis-tools
 
 for component in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^${component}" || rustup component add "$component"
