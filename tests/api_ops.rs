@@ -219,6 +219,10 @@ async fn every_documented_route_exists_and_its_responses_match_the_document() {
             let response = response.unwrap_or_else(|| {
                 panic!("{url} answered {status}, which {path} does not document")
             });
+            if path == "/api/v2/openapi.json" && status == "200" {
+                // The document itself: checked as the document by every other test here.
+                continue;
+            }
             assert!(
                 validate(&doc, Some(response), &r.json(), &url),
                 "{url} answered JSON with {status}, which {path} documents without a JSON schema"
