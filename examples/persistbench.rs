@@ -9,7 +9,8 @@
 //! - `restore`: a snapshot of the whole graph written, then read back and the graph rebuilt
 //!   (in-process, by phase), then `astrolabe serve` started on it as a process: time from exec to
 //!   serving the restored graph.
-//! - `snapshot`: a snapshot taken while changes stream in at a steady rate: its duration and size,
+//! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
+//!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
 //!   (depth-2 neighbourhoods) during it, next to the same measured just before without it.
 //! - `outage`: the same latencies while Redis is killed for a while and then restarted, and how
@@ -286,11 +287,18 @@ fn cpu_by_thread(redis_pid: u32) -> std::collections::BTreeMap<String, f64> {
             *out.entry(comm.trim().to_string()).or_insert(0.0) += cpu / tick;
         }
     }
+    // The whole process, including threads that have exited (parallel encoders, snapshots).
+    let f = fields(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
+    let cpu: f64 = f.get(11..13).map_or(0.0, |v| v.iter().sum());
+    out.insert(PROCESS.into(), cpu / tick);
     let f = fields(&std::fs::read_to_string(format!("/proc/{redis_pid}/stat")).unwrap_or_default());
     let cpu: f64 = f.get(11..15).map_or(0.0, |v| v.iter().sum());
     out.insert("redis-server".into(), cpu / tick);
     out
 }
+
+/// The key of the whole process's CPU in `cpu_by_thread`.
+const PROCESS: &str = "(process)";
 
 /// The CPU each thread used between two readings, in % of one core.
 fn cpu_report(
@@ -298,11 +306,22 @@ fn cpu_report(
     after: &std::collections::BTreeMap<String, f64>,
     window: Duration,
 ) -> String {
+    let delta = |k: &String, v: &f64| v - before.get(k).copied().unwrap_or(0.0);
     let mut parts: Vec<(String, f64)> = after
         .iter()
-        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
-        .filter(|(_, v)| *v >= 0.02 * window.as_secs_f64())
+        .filter(|(k, _)| *k != PROCESS)
+        .map(|(k, v)| (k.clone(), delta(k, v)))
         .collect();
+    // What the threads alive at the end do not account for: threads that exited meanwhile.
+    let live: f64 = parts
+        .iter()
+        .filter(|(k, _)| k != "redis-server")
+        .map(|(_, v)| v)
+        .sum();
+    if let Some((k, v)) = after.get_key_value(PROCESS) {
+        parts.push(("exited threads".into(), (delta(k, v) - live).max(0.0)));
+    }
+    parts.retain(|(_, v)| *v >= 0.02 * window.as_secs_f64());
     parts.sort_by(|a, b| b.1.total_cmp(&a.1));
     parts
         .iter()
@@ -343,9 +362,10 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
             s.objects.load(Ordering::Relaxed),
             s.log_bytes.load(Ordering::Relaxed),
             s.batches.load(Ordering::Relaxed),
+            s.snapshots.load(Ordering::Relaxed),
         )
     };
-    let (g0, w0, b0, n0) = read();
+    let (g0, w0, b0, n0, s0) = read();
     let cpu0 = cpu_by_thread(redis.pid());
     let t0 = Instant::now();
     let mut max_dirty = 0;
@@ -357,7 +377,8 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         max_queue = max_queue.max(st.queue_depth);
     }
     let window = t0.elapsed();
-    let (g1, w1, b1, n1) = read();
+    let (g1, w1, b1, n1, s1) = read();
+    let running = stats.stats().snapshot_running.load(Ordering::Relaxed);
     let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
     stop.store(true, Ordering::Relaxed);
     let sent = producer.join().unwrap();
@@ -376,6 +397,15 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         rate(w1 - w0, window),
         n1 - n0,
         (w1 - w0) as f64 / (n1 - n0).max(1) as f64
+    );
+    println!(
+        "snapshots of the whole graph written in the background during the window: {} ({})",
+        s1 - s0,
+        if running {
+            "one still running at its end"
+        } else {
+            "none running at its end"
+        }
     );
     println!("CPU during the window, in % of one core: {cpu}");
     println!(
@@ -711,13 +741,13 @@ impl Probes {
 
 /// A rig with changes streaming in at `rate` per second and the probes running.
 fn streaming(
-    redis: &Redis,
+    cfg: PersistConfig,
     a: &[Arc<Object>],
     b: &[Arc<Object>],
     rate: u64,
     phases: usize,
 ) -> (Rig, Probes, Arc<AtomicBool>, std::thread::JoinHandle<u64>) {
-    let rig = Rig::start(config(redis), a);
+    let rig = Rig::start(cfg, a);
     let stop = Arc::new(AtomicBool::new(false));
     // The background stream skips object 0, which the ingest probe changes.
     let producer = {
@@ -733,6 +763,7 @@ fn streaming(
     (rig, probes, stop, producer)
 }
 
+/// A periodic snapshot, as `serve` takes them: in the background while the log goes on.
 fn snapshot(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
     println!(
         "\n## snapshot: {} objects while {} changes/s stream in",
@@ -740,29 +771,47 @@ fn snapshot(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         o.rate
     );
     let redis = Redis::start();
-    let (rig, mut probes, stop, producer) = streaming(&redis, a, b, o.rate, 2);
+    // Due once the steady phase below is over (the interval runs from the writer's start).
+    let cfg = PersistConfig {
+        snapshot_interval: Duration::from_secs(13),
+        ..config(&redis)
+    };
+    let (rig, mut probes, stop, producer) = streaming(cfg, a, b, o.rate, 2);
+    let observer = rig.persistence().observer();
+    let stats = observer.stats();
     std::thread::sleep(Duration::from_secs(2));
-    // Phase 0: the same load, no snapshot; as long as the snapshot will take, at least 10 s.
+    // Phase 0: the same load, no snapshot, for at least 10 s.
     let before = redis.used_memory();
+    let batches = stats.batches.load(Ordering::Relaxed);
     probes.set_phase(0);
     std::thread::sleep(Duration::from_secs(10));
+    while !stats.snapshot_running.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     probes.set_phase(1);
-    let report = rig
-        .persistence()
-        .snapshot(Duration::from_secs(300))
-        .expect("snapshot");
+    let during = stats.batches.load(Ordering::Relaxed);
+    let started = Instant::now();
+    while stats.snapshots.load(Ordering::Relaxed) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "snapshot never ended"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let entries_during = stats.batches.load(Ordering::Relaxed) - during;
     probes.set_phase(0);
     stop.store(true, Ordering::Relaxed);
     producer.join().unwrap();
     probes.stop();
     let after = redis.used_memory();
     println!(
-        "snapshot: {} objects, {:.1} MB written in {:.2?}; Redis used_memory {:.1} MB before, {:.1} MB after",
-        report.objects,
-        report.bytes as f64 / 1e6,
-        report.duration,
+        "snapshot: {:.1} MB written in {:.2} s; Redis used_memory {:.1} MB before, {:.1} MB after; \
+         {entries_during} log entries written meanwhile ({} in the steady phase and since)",
+        stats.last_snapshot_bytes.load(Ordering::Relaxed) as f64 / 1e6,
+        stats.last_snapshot_micros.load(Ordering::Relaxed) as f64 / 1e6,
         before as f64 / 1e6,
-        after as f64 / 1e6
+        after as f64 / 1e6,
+        during - batches,
     );
     probes.report(&["steady, no snapshot", "during the snapshot"]);
     rig.stop();
@@ -774,7 +823,7 @@ fn outage(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         o.seconds, o.rate
     );
     let mut redis = Redis::start();
-    let (rig, mut probes, stop, producer) = streaming(&redis, a, b, o.rate, 3);
+    let (rig, mut probes, stop, producer) = streaming(config(&redis), a, b, o.rate, 3);
     std::thread::sleep(Duration::from_secs(2));
     probes.set_phase(0);
     std::thread::sleep(Duration::from_secs(o.seconds));
@@ -793,9 +842,14 @@ fn outage(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
     redis.restart();
     probes.set_phase(2);
     let back = Instant::now();
-    // Caught up: Redis acknowledged the graph's generation as it was when Redis came back.
+    // Caught up: Redis acknowledged the graph's generation as it was when Redis came back, and
+    // the snapshot that repairs what Redis lost is written.
     let target = rig.graph.read().generation();
-    while observer.stats().acked_generation.load(Ordering::Relaxed) < target {
+    let snapshots = observer.stats().snapshots.load(Ordering::Relaxed);
+    while observer.stats().acked_generation.load(Ordering::Relaxed) < target
+        || observer.stats().snapshots.load(Ordering::Relaxed) == snapshots
+        || observer.stats().snapshot_running.load(Ordering::Relaxed)
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
     let caught_up = back.elapsed();

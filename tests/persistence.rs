@@ -8,6 +8,7 @@
 mod support;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use astrolabe::graph::{Change, Graph};
@@ -103,10 +104,7 @@ impl Rig {
 
     /// Snapshots written so far.
     fn snapshots(&self) -> u64 {
-        self.persistence()
-            .stats()
-            .snapshots
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.persistence().stats().snapshots.load(Ordering::Relaxed)
     }
 
     /// Once everything sent is applied, flushes, retrying while Redis comes back.
@@ -196,7 +194,7 @@ fn everything_written_behind_is_recovered_exactly() {
     );
     assert!(r.log_batches > 0);
     let stats = rig.persistence().stats();
-    assert!(stats.batches.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(stats.batches.load(Ordering::Relaxed) > 0);
 }
 
 #[test]
@@ -317,6 +315,112 @@ fn a_snapshot_and_the_log_after_it_recover_together() {
 }
 
 #[test]
+fn the_log_goes_on_while_a_snapshot_is_written_in_the_background() {
+    let redis = RedisServer::start();
+    let cfg = PersistConfig {
+        // Holds the background snapshot between its chunks and its switch, so that log entries
+        // are certainly written while it runs.
+        snapshot_switch_delay: Duration::from_millis(1500),
+        ..config(&redis, "bg")
+    };
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    for c in demo(800, &mut cluster) {
+        rig.send(c);
+    }
+    let (tx, writer) = (rig.tx.take().unwrap(), rig.writer.take().unwrap());
+    tx.send(Event::Synced);
+    let stats = || rig.persistence().stats();
+    let running = || stats().snapshot_running.load(Ordering::Relaxed);
+    wait_for(
+        "the snapshot after the first full load to start",
+        Duration::from_secs(20),
+        running,
+    );
+    // Changes keep being written to the log while the snapshot runs.
+    let batches = stats().batches.load(Ordering::Relaxed);
+    let p = Projector::default();
+    for e in (0..100).flat_map(|_| cluster.as_mut().unwrap().step()) {
+        tx.change(demo_change(&e, &p).unwrap());
+    }
+    wait_for("a log entry", Duration::from_secs(5), || {
+        stats().batches.load(Ordering::Relaxed) > batches
+    });
+    assert!(running(), "the log was written while the snapshot ran");
+    assert_eq!(rig.snapshots(), 0);
+    // Until the switch, recovery reads the log alone, and it is the graph.
+    drop(tx);
+    writer.join();
+    rig.persistence().flush(Duration::from_secs(5)).unwrap();
+    assert!(running(), "still running after the flush");
+    let r = assert_recovers_exactly(&cfg.redis, &rig.graph);
+    assert!(!r.from_snapshot, "not switched yet");
+    // After the switch: the snapshot and the entries written meanwhile, which it did not trim.
+    wait_for("the switch", Duration::from_secs(20), || {
+        rig.snapshots() > 0
+    });
+    assert!(!running());
+    let r = assert_recovers_exactly(&cfg.redis, &rig.graph);
+    assert!(
+        r.from_snapshot && r.log_batches > 0,
+        "snapshot + {} log entries",
+        r.log_batches
+    );
+}
+
+#[test]
+fn a_stream_faster_than_the_writer_drains_does_not_keep_it_from_reconnecting() {
+    // Nothing listens on this port: the writer must keep trying, and say so, however fast
+    // changes come.
+    let port = support::redis::free_port();
+    let cfg = PersistConfig {
+        redis: RedisConfig {
+            addr: format!("127.0.0.1:{port}"),
+            prefix: "astrolabe:{fast}".into(),
+            ..RedisConfig::default()
+        },
+        reconnect_min: Duration::from_millis(20),
+        reconnect_max: Duration::from_millis(50),
+        ..PersistConfig::default()
+    };
+    let (sink, pending) = persistence::channel(cfg);
+    let mut cluster = None;
+    let objects: Vec<Arc<astrolabe::model::Object>> = demo(200, &mut cluster)
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Upsert(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let p = pending.start(
+        GraphHandle::fixed(Graph::new()),
+        persistence::Recovered::default(),
+    );
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut generation = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for o in &objects {
+                    generation += 1;
+                    sink.upsert(o.clone(), generation);
+                }
+            }
+        })
+    };
+    wait_for(
+        "attempts to connect, reported as errors",
+        Duration::from_secs(10),
+        || p.stats().errors.load(Ordering::Relaxed) >= 3,
+    );
+    assert!(!p.status().connected);
+    stop.store(true, Ordering::Relaxed);
+    producer.join().unwrap();
+    p.stop(Instant::now() + Duration::from_secs(5));
+}
+
+#[test]
 fn a_redis_outage_loses_nothing_and_is_caught_up() {
     let mut redis = RedisServer::start();
     let cfg = config(&redis, "outage");
@@ -341,13 +445,7 @@ fn a_redis_outage_loses_nothing_and_is_caught_up() {
     rig.drain();
     rig.flush(Duration::from_secs(30));
     assert!(rig.persistence().status().connected);
-    assert!(
-        rig.persistence()
-            .stats()
-            .reconnects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(rig.persistence().stats().reconnects.load(Ordering::Relaxed) >= 1);
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 }
 
@@ -566,13 +664,7 @@ fn through_a_sentinel_failover_the_writer_follows_the_new_master_and_recovery_wo
     }
     rig.drain();
     rig.flush(Duration::from_secs(60));
-    assert!(
-        rig.persistence()
-            .stats()
-            .reconnects
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
+    assert!(rig.persistence().stats().reconnects.load(Ordering::Relaxed) >= 1);
     let role: String = redis::cmd("INFO")
         .arg("replication")
         .query(&mut replica.client())

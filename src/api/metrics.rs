@@ -300,7 +300,7 @@ impl Collector for PersistCollector {
         let s = self.0.status();
         let st = self.0.stats();
         let age = |ms: u64| age_since_ms(ms).map_or(-1.0, |d| d.as_secs_f64());
-        let gauges: [(&str, &str, f64); 9] = [
+        let gauges: [(&str, &str, f64); 10] = [
             (
                 "astrolabe_persistence_connected",
                 "1 when the writer has a working Redis connection",
@@ -340,6 +340,11 @@ impl Collector for PersistCollector {
                 "astrolabe_persistence_last_snapshot_seconds",
                 "Duration of the last snapshot",
                 st.last_snapshot_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            ),
+            (
+                "astrolabe_persistence_snapshot_running",
+                "1 while a snapshot is written in the background (the log goes on meanwhile)",
+                f64::from(u8::from(st.snapshot_running.load(Ordering::Relaxed))),
             ),
             (
                 "astrolabe_persistence_acked_generation",

@@ -51,6 +51,10 @@ pub struct PersistConfig {
     pub reconnect_min: Duration,
     /// See `reconnect_min`.
     pub reconnect_max: Duration,
+    /// Fault injection for tests: how long a background snapshot waits after writing its chunks
+    /// and manifest, before it switches to them. Zero outside tests.
+    #[doc(hidden)]
+    pub snapshot_switch_delay: Duration,
 }
 
 impl Default for PersistConfig {
@@ -64,6 +68,7 @@ impl Default for PersistConfig {
             channel_capacity: 65_536,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
+            snapshot_switch_delay: Duration::ZERO,
         }
     }
 }
@@ -117,6 +122,8 @@ pub struct PersistStats {
     pub last_snapshot_bytes: AtomicU64,
     /// Duration of the last snapshot, microseconds.
     pub last_snapshot_micros: AtomicU64,
+    /// Whether a snapshot is being written in the background while the log goes on.
+    pub snapshot_running: AtomicBool,
     /// The graph generation Redis has acknowledged.
     pub acked_generation: AtomicU64,
     /// Changes that found the channel full (their objects were marked dirty).
@@ -291,7 +298,9 @@ impl Persistence {
         self.observer.clone()
     }
 
-    /// Writes everything queued, waiting at most `timeout`.
+    /// Writes everything queued, waiting at most `timeout`; after Redis came back, also the
+    /// snapshot that repairs what it may have lost. A snapshot running in the background for
+    /// another reason is not waited for.
     pub fn flush(&self, timeout: Duration) -> Result<(), PersistError> {
         self.request(Msg::Flush, timeout)
     }
@@ -630,7 +639,8 @@ pub fn import(cfg: &RedisConfig, path: &std::path::Path) -> Result<SnapshotRepor
     let mut store = writer::connect(cfg)?;
     let refs = writer::grouped_by_namespace(objects.iter());
     let log_id = store.last_log_id()?;
-    let (generation, objects, bytes) = writer::write_generation(&mut store, &refs, 0, log_id)?;
+    let (generation, objects, bytes) =
+        writer::write_generation(&mut store, &refs, 0, log_id, Duration::ZERO)?;
     Ok(SnapshotReport {
         generation,
         objects,

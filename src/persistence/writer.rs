@@ -15,7 +15,8 @@
 //! long outage), a snapshot is written instead.
 //!
 //! Snapshots are taken from `mirror`, this thread's image of what Redis acknowledged, so taking
-//! one never pauses ingest or queries.
+//! one never pauses ingest or queries; periodic ones are then encoded and written by a thread of
+//! their own while this one goes on writing the log (see [`Running`]).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,6 +69,9 @@ pub(super) struct Writer {
     next_attempt: Instant,
     last_snapshot: Instant,
     snapshot_due: bool,
+    /// Redis may have lost acknowledged writes (it came back after an outage): a snapshot must
+    /// make it whole again.
+    repair_due: bool,
     /// The last time Redis answered.
     last_contact: Instant,
     /// Whether the snapshot after the source's first full load was taken.
@@ -75,6 +79,21 @@ pub(super) struct Writer {
     /// Bytes appended to the log since the last snapshot, and that snapshot's size.
     log_bytes_since_snapshot: u64,
     last_snapshot_bytes: u64,
+    /// The snapshot being written in the background, if any.
+    running: Option<Running>,
+}
+
+/// A snapshot written by a thread of its own, on a connection of its own, while this thread
+/// goes on writing the log: the image is the mirror after a flush, so it is exactly the log up
+/// to `log_id`, and the log entries written meanwhile follow it (the switch trims only up to
+/// `log_id`).
+struct Running {
+    thread: std::thread::JoinHandle<Result<(u64, u64, u64), StoreError>>,
+    started: Instant,
+    /// The log bytes the image includes (trimmed by its switch).
+    log_bytes: u64,
+    /// Whether it repairs a Redis that may have lost writes.
+    repair: bool,
 }
 
 impl Writer {
@@ -105,10 +124,12 @@ impl Writer {
             next_attempt: Instant::now(),
             last_snapshot: Instant::now(),
             snapshot_due: false,
+            repair_due: false,
             last_contact: Instant::now(),
             synced_snapshot: false,
             log_bytes_since_snapshot: 0,
             last_snapshot_bytes: 0,
+            running: None,
         }
     }
 
@@ -149,6 +170,9 @@ impl Writer {
             usize::MAX
         };
         loop {
+            // The deadline is also checked while messages keep coming: a stream faster than
+            // this thread drains must not keep it from writing (or reconnecting) forever.
+            let mut taken = 0u32;
             while self.pending.len() < batch {
                 match self.rx.try_recv() {
                     Ok(msg) => {
@@ -158,6 +182,10 @@ impl Writer {
                     }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => return false,
+                }
+                taken += 1;
+                if taken.is_multiple_of(1024) && Instant::now() >= deadline {
+                    return true;
                 }
             }
             let now = Instant::now();
@@ -174,12 +202,23 @@ impl Writer {
             Msg::Upsert(obj, g) => self.note(obj.uid.clone(), g, Some(obj)),
             Msg::Delete(uid, g) => self.note(uid, g, None),
             Msg::Flush(reply) => {
+                // Done means Redis holds the graph as of now: a repair is part of that.
                 self.resolve_dirty();
-                let r = self.ensure_connected().and_then(|()| self.flush());
+                if self.running.as_ref().is_some_and(|r| r.repair) {
+                    self.wait_snapshot();
+                }
+                let r = self.ensure_connected().and_then(|()| {
+                    if self.repair_due {
+                        self.snapshot().map(|_| ())
+                    } else {
+                        self.flush()
+                    }
+                });
                 let _ = reply.send(r.map_err(|e| e.to_string()));
             }
             Msg::Snapshot(reply) => {
                 self.resolve_dirty();
+                self.wait_snapshot();
                 let r = self
                     .ensure_connected()
                     .and_then(|()| self.flush())
@@ -238,6 +277,13 @@ impl Writer {
             self.synced_snapshot = true;
             self.snapshot_due = true;
         }
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|r| r.thread.is_finished())
+        {
+            self.wait_snapshot();
+        }
         self.resolve_dirty();
         if self.rx.is_empty() {
             self.floors.clear();
@@ -260,9 +306,10 @@ impl Writer {
         let too_much = self.cfg.max_log_entry.max(self.mirror.len() / 4);
         let result = if self.pending.len() > too_much {
             // Too much for one log entry: a snapshot of everything instead.
+            self.wait_snapshot();
             self.snapshot().map(|_| ())
-        } else if self.snapshot_due || periodic {
-            self.flush().and_then(|()| self.snapshot().map(|_| ()))
+        } else if (self.snapshot_due || self.repair_due || periodic) && self.running.is_none() {
+            self.flush().and_then(|()| self.start_snapshot())
         } else if self.pending.is_empty() {
             if self.last_contact.elapsed() < KEEPALIVE {
                 return;
@@ -296,7 +343,7 @@ impl Writer {
                     tracing::info!("persistence: reconnected to Redis");
                     // Redis may have lost writes while away (a crash with AOF every second): a
                     // snapshot makes it exactly the graph again.
-                    self.snapshot_due = true;
+                    self.repair_due = true;
                 }
                 self.store = Some(store);
                 self.shared.stats.connected.store(true, Ordering::Relaxed);
@@ -372,27 +419,96 @@ impl Writer {
     }
 
     /// Writes the mirror, with whatever is pending applied, as a new snapshot generation and
-    /// switches to it. The mirror changes only once Redis has acknowledged the switch.
+    /// switches to it, while this thread waits (for a snapshot asked for, or one that replaces a
+    /// log entry too large to write). The mirror changes only once Redis has acknowledged the
+    /// switch.
     fn snapshot(&mut self) -> Result<SnapshotReport, StoreError> {
         let store = self
             .store
             .as_mut()
             .ok_or_else(|| StoreError::Foreign("not connected".into()))?;
         let started = Instant::now();
-        let (mirror, pending) = (&self.mirror, &self.pending);
+        let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
-        // The whole snapshot (collecting, encoding, sending) runs on a thread of lower priority
-        // (see `lower_priority`) while this one waits for it, so that its order relative to the
-        // log is unchanged and on a busy machine it yields the cores to ingest and queries.
-        let (generation, objects, bytes) = std::thread::scope(|s| {
+        // It runs on a thread of lower priority (see `lower_priority`) while this one waits for
+        // it, so that its order relative to the log is unchanged and on a busy machine it yields
+        // the cores to ingest and queries.
+        let written = std::thread::scope(|s| {
             s.spawn(move || {
                 lower_priority();
-                write_snapshot(store, mirror, pending, graph_generation, log_id)
+                write_image(store, image, graph_generation, log_id, Duration::ZERO)
             })
             .join()
             .expect("the snapshot thread panicked")
         })?;
         self.commit_pending();
+        self.snapshot_due = false;
+        self.repair_due = false;
+        Ok(self.snapshot_written(written, started, self.log_bytes_since_snapshot))
+    }
+
+    /// Starts a snapshot in the background (see [`Running`]); everything pending must have been
+    /// flushed. Taking the image costs this thread one pass over the mirror; encoding and
+    /// writing it do not hold up the log.
+    fn start_snapshot(&mut self) -> Result<(), StoreError> {
+        debug_assert!(self.pending.is_empty(), "flushed first");
+        let image: Vec<Arc<Object>> = self.mirror.values().cloned().collect();
+        let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
+        let (redis, delay) = (self.cfg.redis.clone(), self.cfg.snapshot_switch_delay);
+        let thread = std::thread::Builder::new()
+            .name("astrolabe-snapshot".into())
+            .spawn(move || {
+                lower_priority();
+                let mut store = connect(&redis)?;
+                write_image(&mut store, image, graph_generation, log_id, delay)
+            })
+            .map_err(|e| StoreError::Foreign(format!("cannot start a snapshot thread: {e}")))?;
+        self.running = Some(Running {
+            thread,
+            started: Instant::now(),
+            log_bytes: self.log_bytes_since_snapshot,
+            repair: self.repair_due,
+        });
+        self.snapshot_due = false;
+        self.repair_due = false;
+        self.shared
+            .stats
+            .snapshot_running
+            .store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits for the background snapshot, if one is running, and records how it ended. A failed
+    /// one is retried after reconnecting, as any failure.
+    fn wait_snapshot(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        let result = running.thread.join().expect("the snapshot thread panicked");
+        self.shared
+            .stats
+            .snapshot_running
+            .store(false, Ordering::Relaxed);
+        match result {
+            Ok(written) => {
+                self.snapshot_written(written, running.started, running.log_bytes);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "persistence: background snapshot failed");
+                self.snapshot_due = true;
+                self.repair_due |= running.repair;
+                self.failed(&e);
+            }
+        }
+    }
+
+    /// Records a snapshot that was switched in, which included `log_bytes` of the log.
+    fn snapshot_written(
+        &mut self,
+        (generation, objects, bytes): (u64, u64, u64),
+        started: Instant,
+        log_bytes: u64,
+    ) -> SnapshotReport {
         let report = SnapshotReport {
             generation,
             objects,
@@ -414,10 +530,9 @@ impl Writer {
             "persistence: snapshot written"
         );
         self.last_snapshot = Instant::now();
-        self.snapshot_due = false;
-        self.log_bytes_since_snapshot = 0;
+        self.log_bytes_since_snapshot = self.log_bytes_since_snapshot.saturating_sub(log_bytes);
         self.last_snapshot_bytes = bytes;
-        Ok(report)
+        report
     }
 
     /// Redis acknowledged everything pending: it is now what Redis holds.
@@ -440,6 +555,7 @@ impl Writer {
 
     /// On stop: what is queued is flushed (best effort; the caller bounds the time).
     fn finish(mut self) {
+        self.wait_snapshot();
         while let Ok(msg) = self.rx.try_recv() {
             if let Msg::Upsert(..) | Msg::Delete(..) = msg {
                 self.handle(msg);
@@ -454,32 +570,41 @@ impl Writer {
     }
 }
 
-/// Writes `mirror` with `pending` applied as a new generation, switches to it and removes the
-/// others: (generation, objects, bytes).
-fn write_snapshot(
-    store: &mut Store,
+/// `mirror` with `pending` applied: what Redis holds once `pending` is written.
+fn image(
     mirror: &FxHashMap<Uid, Arc<Object>>,
     pending: &FxHashMap<Uid, Pending>,
+) -> Vec<Arc<Object>> {
+    mirror
+        .iter()
+        .filter(|(uid, _)| !pending.contains_key(*uid))
+        .map(|(_, o)| o.clone())
+        .chain(pending.values().filter_map(|(_, s)| s.clone()))
+        .collect()
+}
+
+/// Writes an image as a new generation, switches to it (after `delay`, see
+/// [`write_generation`]) and removes the others: (generation, objects, bytes).
+fn write_image(
+    store: &mut Store,
+    image: Vec<Arc<Object>>,
     graph_generation: u64,
     log_id: String,
+    delay: Duration,
 ) -> Result<(u64, u64, u64), StoreError> {
-    let objects = grouped_by_namespace(
-        mirror
-            .iter()
-            .filter(|(uid, _)| !pending.contains_key(*uid))
-            .map(|(_, o)| o)
-            .chain(pending.values().filter_map(|(_, s)| s.as_ref())),
-    );
-    write_generation(store, &objects, graph_generation, log_id)
+    let objects = grouped_by_namespace(image.iter());
+    write_generation(store, &objects, graph_generation, log_id, delay)
 }
 
 /// Writes `objects` as a new snapshot generation that includes the log up to `log_id`, switches
-/// to it and removes the others: (generation, objects, bytes).
+/// to it (after `delay`: fault injection for tests) and removes the others: (generation, objects,
+/// bytes).
 pub(super) fn write_generation(
     store: &mut Store,
     objects: &[&Arc<Object>],
     graph_generation: u64,
     log_id: String,
+    delay: Duration,
 ) -> Result<(u64, u64, u64), StoreError> {
     let chunks: Vec<(Vec<u8>, u32, usize)> = encode_chunks(objects);
     let generation = store.next_generation()?;
@@ -501,6 +626,7 @@ pub(super) fn write_generation(
     };
     let bodies: Vec<Vec<u8>> = chunks.into_iter().map(|(b, _, _)| b).collect();
     let bytes = store.write_snapshot(&manifest, &bodies)?;
+    std::thread::sleep(delay);
     store.switch(generation, &manifest.log_id)?;
     store.remove_other_generations(generation)?;
     Ok((generation, manifest.objects, bytes))
