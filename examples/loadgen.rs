@@ -14,7 +14,9 @@
 //! off, so that every request is computed), `--churn R` (the demo keeps changing at R changes per
 //! second while queries run), `--persistence off|on|compare` (on: the server writes behind to a
 //! `redis-server` this harness starts on loopback, AOF on; compare: the whole run with
-//! persistence off, then on, and the p99 ratio of each scenario).
+//! persistence off, then on, and the p99 ratio of each scenario), `--rounds N` (1: repeat the
+//! whole run, alternating the order, and compare the medians; the spread of the "off" rounds is
+//! printed as the noise floor).
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --churn 20000 --persistence compare
@@ -42,6 +44,7 @@ struct Options {
     cache_mb: u64,
     churn: f64,
     persistence: String,
+    rounds: usize,
 }
 
 fn options() -> Options {
@@ -55,6 +58,7 @@ fn options() -> Options {
         cache_mb: 64,
         churn: 0.0,
         persistence: "off".into(),
+        rounds: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -69,6 +73,7 @@ fn options() -> Options {
             "--only" => o.only = Some(value.clone()),
             "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
             "--churn" => o.churn = value.parse().expect("--churn R"),
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
             "--persistence" => {
                 assert!(
                     ["off", "on", "compare"].contains(&value.as_str()),
@@ -278,12 +283,17 @@ struct Run {
 #[allow(clippy::print_stdout)]
 fn main() {
     let o = options();
-    let runs: Vec<bool> = match o.persistence.as_str() {
-        "on" => vec![true],
-        "compare" => vec![false, true],
-        _ => vec![false],
-    };
-    let mut done = Vec::new();
+    // With several rounds, the order alternates (off, on, then on, off, ...), so that whatever
+    // drifts over a long run weighs on both sides.
+    let runs: Vec<bool> = (0..o.rounds.max(1))
+        .flat_map(|round| match o.persistence.as_str() {
+            "on" => vec![true],
+            "compare" if round % 2 == 0 => vec![false, true],
+            "compare" => vec![true, false],
+            _ => vec![false],
+        })
+        .collect();
+    let mut done: Vec<(bool, Run)> = Vec::new();
     for persist in runs {
         let run = run_server(&o, persist);
         println!(
@@ -293,25 +303,60 @@ fn main() {
             run.persistence
         );
         report(&run.results, &o);
-        done.push(run);
+        done.push((persist, run));
     }
-    if let [off, on] = done.as_slice() {
-        println!("\n### p99 with persistence on / off (same scenarios, same churn, same run)\n");
-        println!("| scenario | p99 off ms | p99 on ms | on / off |");
-        println!("|---|---|---|---|");
-        for (a, b) in off.results.iter().zip(&on.results) {
-            let (pa, pb) = (
-                a.hist.value_at_quantile(0.99),
-                b.hist.value_at_quantile(0.99),
-            );
-            println!(
-                "| {} | {} | {} | {:.2} |",
-                a.name,
-                ms(pa),
-                ms(pb),
-                pb as f64 / pa.max(1) as f64
-            );
-        }
+    let offs: Vec<&Run> = done.iter().filter(|(p, _)| !p).map(|(_, r)| r).collect();
+    let ons: Vec<&Run> = done.iter().filter(|(p, _)| *p).map(|(_, r)| r).collect();
+    if offs.is_empty() || ons.is_empty() {
+        return;
+    }
+    let p99 = |r: &Run, i: usize| r.results[i].hist.value_at_quantile(0.99);
+    println!(
+        "\n### p99 with persistence on / off (same scenarios, same churn, same run; {} round(s), \
+         medians across rounds)\n",
+        offs.len().min(ons.len())
+    );
+    println!(
+        "| scenario | p99 off ms | p99 on ms | on / off | each round: on / off | off / off (noise) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for (i, outcome) in offs[0].results.iter().enumerate() {
+        let (off, on): (Vec<u64>, Vec<u64>) = (
+            offs.iter().map(|r| p99(r, i)).collect(),
+            ons.iter().map(|r| p99(r, i)).collect(),
+        );
+        let rounds: Vec<String> = off
+            .iter()
+            .zip(&on)
+            .map(|(a, b)| format!("{:.2}", *b as f64 / (*a).max(1) as f64))
+            .collect();
+        let noise = if off.len() > 1 {
+            let (lo, hi) = (off.iter().min().unwrap(), off.iter().max().unwrap());
+            format!("{:.2}", *hi as f64 / (*lo).max(1) as f64)
+        } else {
+            "-".into()
+        };
+        let (mo, mn) = (median(&off), median(&on));
+        println!(
+            "| {} | {} | {} | {:.2} | {} | {noise} |",
+            outcome.name,
+            ms(mo),
+            ms(mn),
+            mn as f64 / mo.max(1) as f64,
+            rounds.join(", ")
+        );
+    }
+}
+
+/// The median (the mean of the middle two of an even count).
+fn median(v: &[u64]) -> u64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2
     }
 }
 
@@ -352,7 +397,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
             "astrolabe:{loadgen}",
         ]);
     }
-    let _server = common::Server::adopt(
+    let server = common::Server::adopt(
         cmd.spawn()
             .expect("the server binary starts (build it first: cargo build --release)"),
         addr.clone(),
@@ -438,6 +483,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
             ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
         ];
         let before = text(&addr, "/metrics").await;
+        let cpu0 = (cpu_seconds(server.pid()), redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid())));
         let t0 = Instant::now();
         let mut results = Vec::new();
         for (i, (name, paths)) in scenarios.into_iter().enumerate() {
@@ -449,16 +495,19 @@ fn run_server(o: &Options, persist: bool) -> Run {
         }
         let after = text(&addr, "/metrics").await;
         let window = t0.elapsed().as_secs_f64();
+        let cpu1 = (cpu_seconds(server.pid()), redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid())));
         let delta = |name: &str| metric(&after, name) - metric(&before, name);
         let persistence = if persist {
             format!(
                 "; persistence wrote {:.0} object states/s in {:.0} log entries, {:.0} snapshot(s), \
-                 {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}",
+                 {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}; \
+                 redis-server (with its AOF rewrites) used {:.1}% of one core",
                 delta("astrolabe_persistence_objects_written") / window,
                 delta("astrolabe_persistence_batches"),
                 delta("astrolabe_persistence_snapshots"),
                 delta("astrolabe_persistence_overflowed"),
                 metric(&after, "astrolabe_persistence_queue_depth"),
+                100.0 * (cpu1.1 - cpu0.1) / window,
             )
         } else {
             String::new()
@@ -466,7 +515,23 @@ fn run_server(o: &Options, persist: bool) -> Run {
         Run {
             results,
             change_rate: delta("astrolabe_graph_generation") / window,
-            persistence,
+            persistence: format!(
+                "{persistence}; the server used {:.1}% of one core",
+                100.0 * (cpu1.0 - cpu0.0) / window
+            ),
         }
     })
+}
+
+/// CPU seconds a process used so far, with its waited-for children (Redis's AOF rewrites).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after "(comm)": utime, stime, cutime, cstime are the 12th to 15th.
+    stat.rsplit_once(')').map_or(0.0, |(_, rest)| {
+        rest.split_whitespace()
+            .skip(11)
+            .take(4)
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum::<f64>()
+    }) / 100.0
 }

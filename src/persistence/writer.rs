@@ -134,6 +134,9 @@ impl Writer {
     }
 
     pub(super) fn run(mut self) {
+        // Persistence is background work: the channel and the dirty set absorb any delay, so the
+        // ingest thread and the queries get the cores first.
+        lower_priority(WRITER_NICE);
         loop {
             match self.rx.recv_timeout(self.cfg.flush_interval) {
                 Ok(msg) => {
@@ -430,16 +433,12 @@ impl Writer {
         let started = Instant::now();
         let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
-        // It runs on a thread of lower priority (see `lower_priority`) while this one waits for
-        // it, so that its order relative to the log is unchanged and on a busy machine it yields
-        // the cores to ingest and queries.
+        // It runs on a thread of its own, at this thread's priority (see `run`), while this one
+        // waits for it, so that its order relative to the log is unchanged.
         let written = std::thread::scope(|s| {
-            s.spawn(move || {
-                lower_priority();
-                write_image(store, image, graph_generation, log_id, Duration::ZERO)
-            })
-            .join()
-            .expect("the snapshot thread panicked")
+            s.spawn(move || write_image(store, image, graph_generation, log_id, Duration::ZERO))
+                .join()
+                .expect("the snapshot thread panicked")
         })?;
         self.commit_pending();
         self.snapshot_due = false;
@@ -458,7 +457,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("astrolabe-snapshot".into())
             .spawn(move || {
-                lower_priority();
+                idle_priority();
                 let mut store = connect(&redis)?;
                 write_image(&mut store, image, graph_generation, log_id, delay)
             })
@@ -667,12 +666,49 @@ pub(super) fn encode_chunks(objects: &[&Arc<Object>]) -> Vec<(Vec<u8>, u32, usiz
     })
 }
 
-/// Lowers the calling thread's scheduling priority to nice 9, which the threads it then creates
+/// Where the idle scheduling class is missing: the nice value of a background snapshot.
+const BACKGROUND_NICE: i8 = 19;
+
+/// Puts the calling thread, and the threads it then creates, in Linux's idle scheduling class
+/// (`SCHED_IDLE`), for a snapshot written in the background: it runs on cores nothing else wants,
+/// and a waking ingest or query thread preempts it at once (a niced thread may run on to the end
+/// of its time slice first, which measurably delayed short queries). It still gets a sliver of a
+/// saturated machine, so it ends, and until then the log holds everything.
+fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        match set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            idle,
+        ) {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(error = ?e, "no idle scheduling class; lowering the nice value")
+            }
+        }
+    }
+    lower_priority(BACKGROUND_NICE);
+}
+
+/// The nice value of the Redis writer thread, its encoding threads and the snapshots it waits for.
+const WRITER_NICE: i8 = 10;
+
+/// Lowers the calling thread's scheduling priority to `nice`, which the threads it then creates
 /// inherit (raising it back would need a privilege, so this is for threads that only do
 /// background work: on a busy machine the ingest thread and the queries get the cores first).
-fn lower_priority() {
+fn lower_priority(nice: i8) {
     use thread_priority::{ThreadPriority, ThreadPriorityValue};
-    if let Ok(p) = ThreadPriorityValue::try_from(25u8)
+    // The crate maps 0..=99 onto nice 19..=-20.
+    let value = (19 - i32::from(nice)) * 99 / 39;
+    if let Ok(p) = u8::try_from(value)
+        .map_err(drop)
+        .and_then(|v| ThreadPriorityValue::try_from(v).map_err(drop))
         && let Err(e) =
             thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(p))
     {
@@ -737,20 +773,46 @@ mod tests {
         rest.split_whitespace().nth(16).unwrap().parse().unwrap()
     }
 
+    /// This thread's scheduling policy (5: SCHED_IDLE), from /proc.
+    fn policy() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // Fields after "(comm)": policy is the 39th.
+        let rest = stat.rsplit_once(')').unwrap().1;
+        rest.split_whitespace().nth(38).unwrap().parse().unwrap()
+    }
+
     #[test]
-    fn the_snapshot_thread_and_the_encoders_it_starts_run_at_lower_priority() {
-        let outer = nice();
-        let (own, encoders) = std::thread::spawn(|| {
-            let before = nice();
-            super::lower_priority();
-            let own = nice();
-            let encoders = super::parallel_map(0..4, |_| nice());
-            assert!(own > before, "nice {before} -> {own}");
-            (own, encoders)
+    fn the_writer_its_snapshots_and_the_encoders_they_start_run_at_lower_priority() {
+        let outer = (nice(), policy());
+        // The writer, its encoders; a background snapshot started from it, and its encoders.
+        let (writer, encoders, snapshot, snapshot_encoders) = std::thread::spawn(|| {
+            super::lower_priority(super::WRITER_NICE);
+            let writer = (nice(), policy());
+            let encoders = super::parallel_map(0..4, |_| (nice(), policy()));
+            let (snapshot, snapshot_encoders) = std::thread::spawn(|| {
+                super::idle_priority();
+                (policy(), super::parallel_map(0..4, |_| policy()))
+            })
+            .join()
+            .unwrap();
+            (writer, encoders, snapshot, snapshot_encoders)
         })
         .join()
         .unwrap();
-        assert!(encoders.iter().all(|n| *n == own), "{own} vs {encoders:?}");
-        assert_eq!(nice(), outer, "the calling thread keeps its priority");
+        assert_eq!(writer, (i64::from(super::WRITER_NICE), 0));
+        assert!(
+            encoders.iter().all(|e| *e == writer),
+            "{writer:?} vs {encoders:?}"
+        );
+        assert_eq!(snapshot, 5, "SCHED_IDLE");
+        assert!(
+            snapshot_encoders.iter().all(|p| *p == 5),
+            "{snapshot_encoders:?}"
+        );
+        assert_eq!(
+            (nice(), policy()),
+            outer,
+            "the calling thread keeps its priority"
+        );
     }
 }

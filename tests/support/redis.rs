@@ -71,6 +71,10 @@ impl RedisServer {
                 "everysec",
                 "--save",
                 "",
+                // As PERSISTENCE.md recommends: the values are LZ4-compressed already, so LZF
+                // in AOF rewrites would cost CPU for nothing.
+                "--rdbcompression",
+                "no",
                 "--protected-mode",
                 "no",
             ])
