@@ -221,7 +221,6 @@ impl Writer {
             }
             Msg::Snapshot(reply) => {
                 self.resolve_dirty();
-                self.wait_snapshot();
                 let r = self
                     .ensure_connected()
                     .and_then(|()| self.flush())
@@ -309,7 +308,6 @@ impl Writer {
         let too_much = self.cfg.max_log_entry.max(self.mirror.len() / 4);
         let result = if self.pending.len() > too_much {
             // Too much for one log entry: a snapshot of everything instead.
-            self.wait_snapshot();
             self.snapshot().map(|_| ())
         } else if (self.snapshot_due || self.repair_due || periodic) && self.running.is_none() {
             self.flush().and_then(|()| self.start_snapshot())
@@ -426,6 +424,8 @@ impl Writer {
     /// log entry too large to write). The mirror changes only once Redis has acknowledged the
     /// switch.
     fn snapshot(&mut self) -> Result<SnapshotReport, StoreError> {
+        // One snapshot at a time: another could remove this one's generation as it is written.
+        self.wait_snapshot();
         let store = self
             .store
             .as_mut()
@@ -433,13 +433,8 @@ impl Writer {
         let started = Instant::now();
         let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
-        // It runs on a thread of its own, at this thread's priority (see `run`), while this one
-        // waits for it, so that its order relative to the log is unchanged.
-        let written = std::thread::scope(|s| {
-            s.spawn(move || write_image(store, image, graph_generation, log_id, Duration::ZERO))
-                .join()
-                .expect("the snapshot thread panicked")
-        })?;
+        // On this thread, so that its order relative to the log is unchanged.
+        let written = write_image(store, image, graph_generation, log_id, Duration::ZERO)?;
         self.commit_pending();
         self.snapshot_due = false;
         self.repair_due = false;
