@@ -369,6 +369,71 @@ fn the_log_goes_on_while_a_snapshot_is_written_in_the_background() {
 }
 
 #[test]
+fn a_repair_waits_for_the_background_snapshot_instead_of_removing_its_generation() {
+    let redis = RedisServer::start();
+    let cfg = PersistConfig {
+        snapshot_switch_delay: Duration::from_secs(5),
+        ..config(&redis, "rep")
+    };
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    for c in demo(600, &mut cluster) {
+        rig.send(c);
+    }
+    rig.settle();
+    rig.tx.as_ref().unwrap().send(Event::Synced);
+    let running = |rig: &Rig| {
+        rig.persistence()
+            .stats()
+            .snapshot_running
+            .load(Ordering::Relaxed)
+    };
+    wait_for("the background snapshot", Duration::from_secs(20), || {
+        running(&rig)
+    });
+    // Only the writer's own connection drops (the snapshot's is left alone): once it reconnects,
+    // Redis may have lost writes, so the next flush must repair, while the background snapshot
+    // is still waiting to switch.
+    let mut c = redis.client();
+    let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    let writer: Vec<&str> = clients
+        .lines()
+        .filter(|l| l.contains("cmd=xadd") || l.contains("cmd=ping"))
+        .filter_map(|l| l.split_whitespace().next()?.strip_prefix("id="))
+        .collect();
+    assert_eq!(writer.len(), 1, "{clients}");
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(writer[0])
+        .query(&mut c)
+        .unwrap();
+    for c in churn(cluster.as_mut().unwrap(), 50) {
+        rig.send(c);
+    }
+    wait_for("the writer to reconnect", Duration::from_secs(10), || {
+        rig.persistence().stats().reconnects.load(Ordering::Relaxed) > 0
+    });
+    assert!(
+        running(&rig),
+        "the background snapshot has not switched yet"
+    );
+    rig.flush(Duration::from_secs(20));
+    wait_for("no snapshot running", Duration::from_secs(20), || {
+        !running(&rig)
+    });
+    // Both snapshots were written, one after the other: the later (the repair) is current,
+    // complete, and the only generation left.
+    assert_eq!(rig.snapshots(), 2);
+    let r = assert_recovers_exactly(&cfg.redis, &rig.graph);
+    let generations: Vec<u64> = redis::cmd("SMEMBERS")
+        .arg("astrolabe:{rep}:generations")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(generations, vec![r.snapshot_generation.unwrap()]);
+}
+
+#[test]
 fn a_stream_faster_than_the_writer_drains_does_not_keep_it_from_reconnecting() {
     // Nothing listens on this port: the writer must keep trying, and say so, however fast
     // changes come.
