@@ -7,10 +7,11 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
+use support::eventually;
 use support::fake_kube::{self, FakeKube, Served};
 use support::process::{Proc, get, get_text, start, wait_ready};
 
@@ -56,19 +57,16 @@ fn serve(fake: &FakeKube, extra: &[&str]) -> Server {
     Server { proc, _dir: dir }
 }
 
-/// Polls `check` every 50 ms until it returns Ok; fails with its last error after `within`.
-fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> Result<(), String>) {
-    let deadline = Instant::now() + within;
-    loop {
-        match check() {
-            Ok(()) => return,
-            Err(e) => assert!(
-                Instant::now() < deadline,
-                "{what}: not within {within:?}:\n{e}"
-            ),
+/// Waits until `/health` says healthy (every kind watched or skipped).
+fn eventually_healthy(what: &str, addr: &str) {
+    eventually(what, Duration::from_secs(10), || {
+        let (status, _, kube) = kube_health(addr);
+        if status == "healthy" {
+            Ok(())
+        } else {
+            Err(format!("{status}: {kube}"))
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 // ----- reading the graph ----------------------------------------------------------------------
@@ -167,7 +165,8 @@ fn all(_: &Value) -> bool {
 }
 
 /// The `kubernetes` check of `/health`: (overall status, check status, observedValue).
-fn kube_health(addr: &str) -> (String, String, Value) {
+/// The overall health status and the `kubernetes` check.
+fn kube_check(addr: &str) -> (String, Value) {
     let (_, h) = get(addr, "/health");
     let check = h["checks"]
         .as_array()
@@ -176,8 +175,22 @@ fn kube_health(addr: &str) -> (String, String, Value) {
         .find(|c| c["name"] == "kubernetes")
         .unwrap_or_else(|| panic!("a kubernetes check in {h}"))
         .clone();
+    (h["status"].as_str().unwrap().to_string(), check)
+}
+
+/// The `kubernetes` check's details.
+fn kube_details(addr: &str) -> String {
+    kube_check(addr).1["details"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The overall status, the `kubernetes` check's status, and its observed value.
+fn kube_health(addr: &str) -> (String, String, Value) {
+    let (status, check) = kube_check(addr);
     (
-        h["status"].as_str().unwrap().to_string(),
+        status,
         check["status"].as_str().unwrap().to_string(),
         check["observedValue"].clone(),
     )
@@ -1031,14 +1044,7 @@ fn dropped_watches_and_compaction_relist_to_exactly_the_servers_state() {
             .all(|(a, _, b)| !a.contains("web-1-3") && !b.contains("web-1-3")),
         "{edges:?}"
     );
-    eventually("healthy again", Duration::from_secs(10), || {
-        let (status, _, kube) = kube_health(&addr);
-        if status == "healthy" {
-            Ok(())
-        } else {
-            Err(format!("{status}: {kube}"))
-        }
-    });
+    eventually_healthy("healthy again", &addr);
 }
 
 #[test]
@@ -1083,19 +1089,55 @@ fn list_errors_are_retried_counted_and_reported_until_they_stop() {
     fake.fail_lists("Pod", 500, 0);
     wait_ready(&addr);
     converges(&fake, &addr, Duration::from_secs(10), all);
-    eventually("healthy", Duration::from_secs(10), || {
-        let (status, _, kube) = kube_health(&addr);
-        if status == "healthy" {
-            Ok(())
-        } else {
-            Err(format!("{status}: {kube}"))
-        }
-    });
+    eventually_healthy("healthy", &addr);
     assert!(fake.requests("Pod", "list") >= 2);
     // 429s were retried (the client honours Retry-After) until the list went through.
     assert!(fake.requests("Deployment", "list") >= 3);
     let (_, _, kube) = kube_health(&addr);
     assert_eq!(kube["kinds"]["apps/Deployment"]["state"], "watching");
+}
+
+#[test]
+fn failing_discovery_degrades_health_until_it_answers_again() {
+    let fake = FakeKube::start();
+    fake.apply(namespace("shop"));
+    let server = serve(&fake, &["--rediscovery-interval", "1"]);
+    let addr = server.addr().to_string();
+    wait_ready(&addr);
+    eventually_healthy("healthy at first", &addr);
+    fake.fail_discovery(Some(500));
+    eventually(
+        "discovery failing, reported",
+        Duration::from_secs(10),
+        || {
+            let (status, check, _) = kube_health(&addr);
+            let details = kube_details(&addr);
+            if status == "degraded" && check == "warn" && details.contains("discovery failing") {
+                Ok(())
+            } else {
+                Err(format!("{status} / {check}: {details}"))
+            }
+        },
+    );
+    // The watches already running go on meanwhile.
+    fake.apply(namespace("shop-2"));
+    eventually(
+        "a change seen while discovery fails",
+        Duration::from_secs(10),
+        || {
+            if get_text(&addr, "/api/v2/resources?kind=Namespace")
+                .1
+                .contains("shop-2")
+            {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        },
+    );
+    fake.fail_discovery(None);
+    eventually_healthy("healthy once discovery answers", &addr);
+    assert!(!kube_details(&addr).contains("discovery failing"));
 }
 
 #[test]
@@ -1345,14 +1387,7 @@ fn namespace_and_label_filters_keep_what_the_documentation_says() {
     converges(&fake, &addr, Duration::from_secs(15), keep);
 
     // Every watch is back after its relist (each waits out its backoff after the 410 first).
-    eventually("every kind watching again", Duration::from_secs(10), || {
-        let (status, _, kube) = kube_health(&addr);
-        if status == "healthy" {
-            Ok(())
-        } else {
-            Err(format!("{status}: {kube}"))
-        }
-    });
+    eventually_healthy("every kind watching again", &addr);
     let (_, _, kube) = kube_health(&addr);
     for k in [
         "Pod in shop",
@@ -1517,14 +1552,7 @@ fn a_revoked_permission_degrades_and_a_restored_one_reconciles() {
     fake.compact();
     fake.forbid("ServiceAccount", false);
     converges(&fake, &addr, Duration::from_secs(10), all);
-    eventually("healthy again", Duration::from_secs(10), || {
-        let (status, _, kube) = kube_health(&addr);
-        if status == "healthy" {
-            Ok(())
-        } else {
-            Err(format!("{status}: {kube}"))
-        }
-    });
+    eventually_healthy("healthy again", &addr);
 }
 
 #[test]
@@ -1600,7 +1628,10 @@ fn fake_watch(
         .unwrap();
     rt.block_on(async {
         let deadline = tokio::time::Instant::now() + within;
-        let mut r = reqwest::Client::new()
+        let mut r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
             .get(format!("{}{path}", fake.url()))
             .bearer_auth(fake_kube::TOKEN)
             .header("Accept", accept)

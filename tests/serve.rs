@@ -103,6 +103,29 @@ fn bad_configuration_is_a_clear_error() {
     ]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("/nonexistent/kubeconfig"), "{err}");
+    // A kubeconfig this build cannot use (a SOCKS5 proxy): the server stops at start, rather
+    // than listen and never follow the cluster.
+    let kubeconfig = home.path().join("socks");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:1\n\
+         \x20   proxy-url: socks5://127.0.0.1:1\n\
+         contexts:\n- name: c\n  context:\n    cluster: c\n    user: u\n\
+         current-context: c\nusers:\n- name: u\n  user:\n    token: t\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--kubeconfig",
+        kubeconfig.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("cannot create the Kubernetes client") && err.contains("socks5"),
+        "{err}"
+    );
     let (code, err) = run(&[
         "serve",
         "--label-selector",

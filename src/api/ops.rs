@@ -119,9 +119,10 @@ pub(super) async fn health(State(st): State<AppState>) -> Response {
 }
 
 /// The live source's kinds: skipped ones (not served by this API server) are reported but pass;
-/// forbidden or failing ones degrade the service, each named.
+/// forbidden or failing ones, or failing discovery, degrade the service, each named; a stopped
+/// source fails the check (the graph no longer follows the cluster).
 fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
-    use crate::sources::kube::KindState;
+    use crate::sources::kube::{KindState, SourceProblem};
     let kinds = k.kinds();
     let names = |state: KindState| -> Vec<&String> {
         kinds
@@ -137,8 +138,14 @@ fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
     );
     let count = |f: fn(KindState) -> bool| kinds.values().filter(|s| f(s.state)).count();
     let watching = count(|s| s == KindState::Watching);
-    let listing = count(|s| matches!(s, KindState::Listing | KindState::Discovering));
-    let mut details = format!("{watching} kinds watched, {listing} listing");
+    let listing = count(|s| s == KindState::Listing);
+    let problem = k.problem();
+    let mut details = match &problem {
+        Some(SourceProblem::Stopped(why)) => format!("the source stopped: {why}; "),
+        Some(SourceProblem::Discovery(why)) => format!("discovery failing: {why}; "),
+        None => String::new(),
+    };
+    details.push_str(&format!("{watching} kinds watched, {listing} listing"));
     for (label, list) in [
         ("forbidden", &forbidden),
         ("failing", &failing),
@@ -157,10 +164,11 @@ fn kube_check(k: &crate::sources::kube::KubeStatus) -> Check {
     }
     Check {
         name: "kubernetes",
-        status: if forbidden.is_empty() && failing.is_empty() {
-            "pass"
-        } else {
-            "warn"
+        status: match problem {
+            Some(SourceProblem::Stopped(_)) => "fail",
+            Some(SourceProblem::Discovery(_)) => "warn",
+            None if forbidden.is_empty() && failing.is_empty() => "pass",
+            None => "warn",
         },
         observed_value: serde_json::json!({
             "kinds": kinds,

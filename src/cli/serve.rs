@@ -27,8 +27,8 @@ use crate::sources::{self, SourceSpec};
 /// Arguments of `serve`. Every flag can also be set through its environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Where objects come from: `kube` (a live cluster: in-cluster configuration, else
-    /// `--kubeconfig`, `KUBECONFIG` or `~/.kube/config`), `demo[:N]` (the built-in demo cluster
+    /// Where objects come from: `kube` (a live cluster: `--kubeconfig` when given, else
+    /// in-cluster configuration, else `KUBECONFIG` or `~/.kube/config`), `demo[:N]` (the built-in demo cluster
     /// of about N objects), or `file:PATH` (manifests or a kubectl dump).
     #[arg(long, env = "ASTROLABE_SOURCE", default_value = "kube")]
     pub source: String,
@@ -310,8 +310,9 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                     }
                     Source::Kube(config, opts) => {
                         let status = status.unwrap_or_default();
-                        if let Err(e) = sources::kube::run_blocking(*config, opts, projector, tx, status, &stop) {
+                        if let Err(e) = sources::kube::run_blocking(*config, opts, projector, tx, status.clone(), &stop) {
                             tracing::error!(error = %e, "the Kubernetes source failed");
+                            status.stopped(e.to_string());
                         }
                     }
                 })

@@ -393,6 +393,7 @@ struct Faults {
     expired_continues: HashMap<&'static str, u32>,
     forbidden: HashSet<&'static str>,
     watch_failure: Option<u16>,
+    discovery_failure: Option<u16>,
     event_delay: Duration,
 }
 
@@ -608,6 +609,12 @@ impl FakeKube {
     /// Every watch request (of any kind) answers `code`, until `None`.
     pub fn fail_watches(&self, code: Option<u16>) {
         self.with(|i| i.faults.watch_failure = code);
+    }
+
+    /// Every discovery request (`/api`, `/apis`, a group's resource list) answers `code`, until
+    /// `None`.
+    pub fn fail_discovery(&self, code: Option<u16>) {
+        self.with(|i| i.faults.discovery_failure = code);
     }
 
     /// Lists, watches and gets of `kind` answer 403 (or no longer).
@@ -1294,6 +1301,14 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             full_objects: false,
         });
     };
+    if matches!(
+        route,
+        Route::CoreVersions | Route::Groups | Route::Group(_) | Route::ResourceList(..)
+    ) && let Some(code) = inner.faults.discovery_failure
+    {
+        discovery(&mut inner, code);
+        return status_response(code, "InternalError", "discovery is failing", None);
+    }
     match route {
         Route::Text(t) => Response::new(Body::from(t)),
         Route::Version => {

@@ -170,15 +170,32 @@ pub fn uid_of(kind: &str, ns: &str, name: &str) -> String {
     }
 }
 
-/// Polls `ok` every 50 ms until it holds; fails the test with "`what` within `within`" if it does
-/// not hold in time.
-pub fn wait_for(what: &str, within: std::time::Duration, mut ok: impl FnMut() -> bool) {
+/// Polls `check` every 50 ms until it returns Ok; fails the test with "`what`: not within
+/// `within`" and the last error if it does not in time.
+pub fn eventually(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl FnMut() -> Result<(), String>,
+) {
     let deadline = std::time::Instant::now() + within;
-    while !ok() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what} within {within:?}"
-        );
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {within:?}{}{e}",
+                if e.is_empty() { "" } else { ":\n" }
+            ),
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// [`eventually`] for a condition with nothing to report.
+pub fn wait_for(what: &str, within: std::time::Duration, mut ok: impl FnMut() -> bool) {
+    eventually(
+        what,
+        within,
+        || if ok() { Ok(()) } else { Err(String::new()) },
+    );
 }

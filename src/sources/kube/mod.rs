@@ -1,6 +1,7 @@
 //! The live Kubernetes source: kube-runtime watchers for every built-in kind the relationship
 //! rules know, each object projected the moment it arrives (so nothing secret goes further), and
-//! every full list (the first, and every relist after a 410 or a restarted watch) bracketed by
+//! every full list (the first; a relist after a 410 Gone; the list of a watch started again after
+//! a 403 or 404; a dropped watch is resumed from its last resourceVersion, without one) bracketed by
 //! `ListStart` / `ListComplete` so that the graph reconciles to exactly the cluster's state.
 //!
 //! - **Configuration**: `--kubeconfig` (with `--context`) when given; otherwise in-cluster
@@ -39,7 +40,7 @@ use serde_json::{Map, Value};
 use thiserror::Error;
 use tokio::task::JoinSet;
 
-pub use status::{EventLabels, KindLabels, KindState, KindStatus, KubeStatus};
+pub use status::{EventLabels, KindLabels, KindState, KindStatus, KubeStatus, SourceProblem};
 
 use crate::graph::{Change, ListScope};
 use crate::ingest::{Event, EventSender};
@@ -120,8 +121,17 @@ pub fn validate(opts: &KubeOptions) -> Result<(), KubeError> {
     Ok(())
 }
 
-/// Finds the cluster configuration (see the module docs for the order).
+/// Finds the cluster configuration (see the module docs for the order) and checks that a client
+/// can be built from it (not so with a `proxy-url`, say: this build has no proxy support), so that
+/// such a mistake stops the server at start instead of leaving it serving nothing. Connecting gives up after [`CONNECT_TIMEOUT`].
 pub async fn find_config(opts: &KubeOptions) -> Result<Config, KubeError> {
+    let mut config = locate_config(opts).await?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    Client::try_from(config.clone()).map_err(|e| KubeError::Client(e.to_string()))?;
+    Ok(config)
+}
+
+async fn locate_config(opts: &KubeOptions) -> Result<Config, KubeError> {
     let options = KubeConfigOptions {
         context: opts.context.clone(),
         ..KubeConfigOptions::default()
@@ -171,8 +181,12 @@ struct Watch {
 }
 
 /// How long a failing watch must stay quiet (no error, no event) to count as recovered: longer
-/// than a refused request takes to come back.
+/// than a refused request takes to come back, and than [`CONNECT_TIMEOUT`], so that an API
+/// server that does not answer at all is not taken for one that came back.
 const RECOVERED_AFTER: Duration = Duration::from_secs(5);
+
+/// How long connecting to the API server may take (kube-client's default is 30 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How a watch ended.
 enum Ended {
@@ -228,12 +242,24 @@ pub async fn run(
     let mut backoff = DefaultBackoff::default();
     let mut failed = false;
     loop {
+        // Watches that ended while discovery was not looking are collected first, so that the
+        // kinds they watched are started again.
+        while let Some(done) = tasks.try_join_next() {
+            if !ended(&ctx, &mut running, done) {
+                return;
+            }
+        }
         let wait = match plan(&ctx).await {
             Ok(watches) => {
                 failed = false;
                 backoff.reset();
+                ctx.status.set_problem(None);
                 for w in watches {
                     if running.insert(w.key.clone()) {
+                        // A kind not watched yet (new, or back after a skip or a 403) starts
+                        // listing; a running watch keeps its state.
+                        ctx.status
+                            .set(&w.key, &w.resource.api_version, KindState::Listing, None);
                         let ctx = ctx.clone();
                         tasks.spawn(async move {
                             let key = w.key.clone();
@@ -253,6 +279,8 @@ pub async fn run(
                     tracing::warn!(error = %e, "kubernetes: discovery failed; retrying");
                 }
                 failed = true;
+                ctx.status
+                    .set_problem(Some(SourceProblem::Discovery(e.to_string())));
                 backoff.next().unwrap_or(Duration::from_secs(30))
             }
         };
@@ -260,20 +288,32 @@ pub async fn run(
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
-                Some(done) = tasks.join_next() => match done {
-                    Ok((_, Ended::WriterGone)) => return,
-                    Ok((key, Ended::Unavailable)) => {
-                        running.remove(&key);
-                        if !ctx.check_synced() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "kubernetes: a watch task failed");
-                        return;
-                    }
+                Some(done) = tasks.join_next() => if !ended(&ctx, &mut running, done) {
+                    return;
                 },
             }
+        }
+    }
+}
+
+/// Takes note of a watch that ended; returns false when the source must stop.
+fn ended(
+    ctx: &Ctx,
+    running: &mut HashSet<String>,
+    done: Result<(String, Ended), tokio::task::JoinError>,
+) -> bool {
+    match done {
+        Ok((_, Ended::WriterGone)) => false,
+        Ok((key, Ended::Unavailable)) => {
+            running.remove(&key);
+            ctx.check_synced()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "kubernetes: a watch task failed");
+            ctx.status.set_problem(Some(SourceProblem::Stopped(format!(
+                "a watch task failed: {e}"
+            ))));
+            false
         }
     }
 }
@@ -319,16 +359,6 @@ async fn plan(ctx: &Ctx) -> Result<Vec<Watch>, ::kube::Error> {
                 });
                 for namespace in namespaces {
                     let key = status_key(kind, namespace.as_deref());
-                    // A kind not watched yet (new, or back after a skip or a 403) starts listing;
-                    // a running watch keeps its state.
-                    if matches!(
-                        ctx.status.state(&key),
-                        None | Some(
-                            KindState::Discovering | KindState::Skipped | KindState::Forbidden
-                        )
-                    ) {
-                        ctx.status.set(&key, api_version, KindState::Listing, None);
-                    }
                     watches.push(Watch {
                         key,
                         kind: kind.clone(),
@@ -363,7 +393,7 @@ async fn plan(ctx: &Ctx) -> Result<Vec<Watch>, ::kube::Error> {
                     let previous =
                         ctx.status
                             .set(&key, api_version, KindState::Skipped, Some(reason.clone()));
-                    if previous != KindState::Skipped {
+                    if previous != Some(KindState::Skipped) {
                         tracing::warn!(kind = %key, "kubernetes: skipping {}: {reason}", kind.name());
                     }
                 }
@@ -487,7 +517,7 @@ async fn watch(ctx: &Ctx, w: Watch) -> Ended {
                 match unavailable(&e) {
                     Some((state, reason)) => {
                         let previous = ctx.status.set(&w.key, &api_version, state, Some(reason));
-                        if previous != state {
+                        if previous != Some(state) {
                             tracing::warn!(kind = %w.key, error = %e, "kubernetes: not watching {} until the next discovery", w.key);
                         }
                         // A kind the server no longer serves has no objects: an empty full list

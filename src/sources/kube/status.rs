@@ -15,8 +15,6 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum KindState {
-    /// Discovery has not run yet.
-    Discovering,
     /// The API server does not serve the kind's group/version: not watched, not a failure.
     Skipped,
     /// The API server refused to list or watch the kind (403): not watched until a later
@@ -28,6 +26,16 @@ pub enum KindState {
     Watching,
     /// The last list or watch failed; retrying with backoff.
     Failing,
+}
+
+/// What can be wrong with the source as a whole, beyond any one kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceProblem {
+    /// Discovery fails (the API server is unreachable, or refuses the credentials): retried with
+    /// backoff; the kinds already watched go on.
+    Discovery(String),
+    /// The source stopped: the graph no longer follows the cluster.
+    Stopped(String),
 }
 
 /// One kind's status.
@@ -65,10 +73,11 @@ pub struct EventLabels {
 #[derive(Debug, Default)]
 pub struct KubeStatus {
     kinds: Mutex<BTreeMap<String, KindStatus>>,
+    problem: Mutex<Option<SourceProblem>>,
     synced: AtomicBool,
     /// Watch events received, by kind and type.
     pub events: Family<EventLabels, Counter>,
-    /// Full lists started again after the first (after a 410, a restart of the watch, ...).
+    /// Full lists started again after the first (after a 410 Gone).
     pub relists: Family<KindLabels, Counter>,
     /// List and watch errors, by kind.
     pub watch_errors: Family<KindLabels, Counter>,
@@ -77,22 +86,22 @@ pub struct KubeStatus {
 }
 
 impl KubeStatus {
-    /// Sets a kind's state; returns the previous one.
+    /// Sets a kind's state; returns the previous one (none the first time).
     pub(super) fn set(
         &self,
         kind: &str,
         api_version: &str,
         state: KindState,
         reason: Option<String>,
-    ) -> KindState {
+    ) -> Option<KindState> {
         let mut kinds = self.kinds.lock();
+        let previous = kinds.get(kind).map(|k| k.state);
         let entry = kinds.entry(kind.to_string()).or_insert_with(|| KindStatus {
             api_version: api_version.to_string(),
-            state: KindState::Discovering,
+            state,
             listed: false,
             reason: None,
         });
-        let previous = entry.state;
         entry.api_version = api_version.to_string();
         entry.state = state;
         entry.reason = reason;
@@ -100,6 +109,21 @@ impl KubeStatus {
             entry.listed = true;
         }
         previous
+    }
+
+    /// Records (or, with `None`, clears) what is wrong with the source as a whole.
+    pub(super) fn set_problem(&self, problem: Option<SourceProblem>) {
+        *self.problem.lock() = problem;
+    }
+
+    /// Records that the source stopped for good (the graph no longer follows the cluster).
+    pub fn stopped(&self, why: String) {
+        self.set_problem(Some(SourceProblem::Stopped(why)));
+    }
+
+    /// What is wrong with the source as a whole, if anything.
+    pub fn problem(&self) -> Option<SourceProblem> {
+        self.problem.lock().clone()
     }
 
     /// One kind's state, if it was ever recorded.
