@@ -295,8 +295,9 @@ impl Writer {
         }
         let interval = self.cfg.snapshot_interval;
         // Besides the schedule, a snapshot once the log outgrows twice the last snapshot: Redis
-        // then holds at most about three images' worth, however fast the cluster changes, and
-        // recovery never replays more than two images' worth of log.
+        // then holds about three images' worth, however fast the cluster changes, and recovery
+        // replays about two images' worth of log at most (plus what is written while a
+        // background snapshot runs).
         let log_full =
             self.log_bytes_since_snapshot > (2 * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
         let periodic =
@@ -420,8 +421,8 @@ impl Writer {
     }
 
     /// Writes the mirror, with whatever is pending applied, as a new snapshot generation and
-    /// switches to it, while this thread waits (for a snapshot asked for, or one that replaces a
-    /// log entry too large to write). The mirror changes only once Redis has acknowledged the
+    /// switches to it, while this thread waits (for a snapshot asked for, a repair a flush waits
+    /// for, or one that replaces a log entry too large to write). The mirror changes only once Redis has acknowledged the
     /// switch.
     fn snapshot(&mut self) -> Result<SnapshotReport, StoreError> {
         // One snapshot at a time: another could remove this one's generation as it is written.
@@ -446,7 +447,7 @@ impl Writer {
     /// writing it do not hold up the log.
     fn start_snapshot(&mut self) -> Result<(), StoreError> {
         debug_assert!(self.pending.is_empty(), "flushed first");
-        let image: Vec<Arc<Object>> = self.mirror.values().cloned().collect();
+        let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
         let (redis, delay) = (self.cfg.redis.clone(), self.cfg.snapshot_switch_delay);
         let thread = std::thread::Builder::new()
@@ -569,6 +570,10 @@ fn image(
     mirror: &FxHashMap<Uid, Arc<Object>>,
     pending: &FxHashMap<Uid, Pending>,
 ) -> Vec<Arc<Object>> {
+    if pending.is_empty() {
+        // After a flush (background snapshots): one pass, no lookups.
+        return mirror.values().cloned().collect();
+    }
     mirror
         .iter()
         .filter(|(uid, _)| !pending.contains_key(*uid))
