@@ -90,6 +90,10 @@ fn main() {
     // 1. Initial sync to ready.
     let mut last = None;
     for round in 1..=o.rounds {
+        // Each round alone: the previous server's watches would load the fake meanwhile.
+        if let Some(previous) = last.take() {
+            Server::stop(previous);
+        }
         let started = Instant::now();
         let server = Server::start(
             Command::new(&o.bin)
@@ -108,7 +112,7 @@ fn main() {
             std::thread::sleep(Duration::from_millis(5));
         }
         let took = started.elapsed();
-        let cpu = cpu_seconds(server.pid());
+        let cpu = common::cpu_seconds(server.pid(), false);
         let nodes = node_count(&addr);
         println!(
             "round {round}: ready after {:.2} s: {total} objects listed ({} nodes served), {:.0} objects/s; \
@@ -118,9 +122,7 @@ fn main() {
             total as f64 / took.as_secs_f64(),
             total as f64 / cpu
         );
-        if let Some(previous) = last.replace(server) {
-            previous.stop();
-        }
+        last = Some(server);
     }
     let server = last.expect("at least one round");
     let addr = server.addr.clone();
@@ -165,17 +167,6 @@ fn main() {
         pct(0.999) * 1000.0
     );
     server.stop();
-}
-
-/// User + system CPU time of a process so far, from `/proc/PID/stat`.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which is in parentheses): utime and stime are the 12th and
-    // 13th of those, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit(')').next().unwrap();
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
 }
 
 fn node_count(addr: &str) -> u64 {

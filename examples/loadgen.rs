@@ -276,7 +276,7 @@ struct Run {
     results: Vec<Outcome>,
     /// Changes applied per second while the scenarios ran.
     change_rate: f64,
-    /// What persistence did meanwhile (empty when off).
+    /// What persistence did meanwhile (when on), and the CPU the server and Redis used.
     persistence: String,
 }
 
@@ -483,7 +483,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
             ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
         ];
         let before = text(&addr, "/metrics").await;
-        let cpu0 = (cpu_seconds(server.pid()), redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid())));
+        let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let t0 = Instant::now();
         let mut results = Vec::new();
         for (i, (name, paths)) in scenarios.into_iter().enumerate() {
@@ -495,7 +495,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
         }
         let after = text(&addr, "/metrics").await;
         let window = t0.elapsed().as_secs_f64();
-        let cpu1 = (cpu_seconds(server.pid()), redis.as_ref().map_or(0.0, |r| cpu_seconds(r.pid())));
+        let cpu1 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let delta = |name: &str| metric(&after, name) - metric(&before, name);
         let persistence = if persist {
             format!(
@@ -521,17 +521,4 @@ fn run_server(o: &Options, persist: bool) -> Run {
             ),
         }
     })
-}
-
-/// CPU seconds a process used so far, with its waited-for children (Redis's AOF rewrites).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after "(comm)": utime, stime, cutime, cstime are the 12th to 15th.
-    stat.rsplit_once(')').map_or(0.0, |(_, rest)| {
-        rest.split_whitespace()
-            .skip(11)
-            .take(4)
-            .filter_map(|v| v.parse::<f64>().ok())
-            .sum::<f64>()
-    }) / 100.0
 }

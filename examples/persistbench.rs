@@ -267,33 +267,20 @@ fn produce(
 /// CPU seconds used so far by each thread of this process (by name) and by `redis_pid` (with
 /// its waited-for children, such as an AOF rewrite), from /proc.
 fn cpu_by_thread(redis_pid: u32) -> std::collections::BTreeMap<String, f64> {
-    let tick = 100.0; // USER_HZ
     let mut out = std::collections::BTreeMap::new();
-    // The fields after "(comm)": utime, stime, cutime, cstime are the 12th to 15th.
-    let fields = |stat: &str| -> Vec<f64> {
-        stat.rsplit_once(')')
-            .map(|(_, rest)| {
-                rest.split_whitespace()
-                    .map(|v| v.parse().unwrap_or(0.0))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
         for t in tasks.flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            let f = fields(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default());
-            let cpu: f64 = f.get(11..13).map_or(0.0, |v| v.iter().sum());
-            *out.entry(comm.trim().to_string()).or_insert(0.0) += cpu / tick;
+            *out.entry(comm.trim().to_string()).or_insert(0.0) +=
+                common::stat_cpu_seconds(t.path().join("stat"), false);
         }
     }
     // The whole process, including threads that have exited (parallel encoders, snapshots).
-    let f = fields(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default());
-    let cpu: f64 = f.get(11..13).map_or(0.0, |v| v.iter().sum());
-    out.insert(PROCESS.into(), cpu / tick);
-    let f = fields(&std::fs::read_to_string(format!("/proc/{redis_pid}/stat")).unwrap_or_default());
-    let cpu: f64 = f.get(11..15).map_or(0.0, |v| v.iter().sum());
-    out.insert("redis-server".into(), cpu / tick);
+    out.insert(
+        PROCESS.into(),
+        common::stat_cpu_seconds("/proc/self/stat", false),
+    );
+    out.insert("redis-server".into(), common::cpu_seconds(redis_pid, true));
     out
 }
 

@@ -1,5 +1,6 @@
 //! What the load harnesses share: the release binary next to them, the `astrolabe serve` process
-//! (stopped by its own PID, also when a harness panics), and a blocking loopback GET.
+//! (stopped by its own PID, also when a harness panics), a blocking loopback GET, and CPU time
+//! read from /proc.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::BufRead;
@@ -118,4 +119,24 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
         decoded.push_str(tail.get(..n)?);
         rest = tail.get(n + 2..)?;
     }
+}
+
+/// CPU seconds from a `/proc/.../stat` file: user + system time, and with `children` also that
+/// of the waited-for children (such as Redis's AOF rewrites); 0 when it cannot be read.
+pub fn stat_cpu_seconds(path: impl AsRef<std::path::Path>, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    // The fields after "(comm)": utime, stime, cutime, cstime are the 12th to 15th, in clock
+    // ticks (100 per second on Linux).
+    stat.rsplit_once(')').map_or(0.0, |(_, rest)| {
+        rest.split_whitespace()
+            .skip(11)
+            .take(if children { 4 } else { 2 })
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum::<f64>()
+    }) / 100.0
+}
+
+/// [`stat_cpu_seconds`] of process `pid`.
+pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
+    stat_cpu_seconds(format!("/proc/{pid}/stat"), children)
 }
