@@ -67,19 +67,6 @@ pub struct KubeOptions {
     pub page_size: u32,
 }
 
-impl Default for KubeOptions {
-    fn default() -> Self {
-        KubeOptions {
-            kubeconfig: None,
-            context: None,
-            namespaces: Vec::new(),
-            label_selector: None,
-            rediscover: Duration::from_secs(300),
-            page_size: 500,
-        }
-    }
-}
-
 /// Why the live source cannot start.
 #[derive(Debug, Error)]
 pub enum KubeError {
