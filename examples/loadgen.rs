@@ -16,7 +16,16 @@
 //! `redis-server` this harness starts on loopback, AOF on; compare: the whole run with
 //! persistence off, then on, and the p99 ratio of each scenario), `--rounds N` (1: repeat the
 //! whole run, alternating the order, and compare the medians; the spread of the "off" rounds is
-//! printed as the noise floor).
+//! printed as the noise floor), `--load F` (open loop: instead of every connection sending its
+//! next request as soon as the last one is answered, which keeps the server saturated, each
+//! scenario is sent at a fixed rate, F times the rate it sustained in a closed-loop calibration
+//! of 3 s made at the start of the first run; later runs reuse those rates, so that every run of
+//! a comparison carries the same query load. Latency is measured from when each request was due,
+//! not from when it was sent, so a server that falls behind is charged for the wait),
+//! `--redis-nice N` (0: run the harness's redis-server, its threads and the AOF rewrites it forks,
+//! at nice N, so that on this shared machine it takes only what the server leaves, as if it ran
+//! on cores of its own like any production Redis; this isolates what the server's own
+//! persistence work costs its queries).
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --churn 20000 --persistence compare
@@ -45,6 +54,8 @@ struct Options {
     churn: f64,
     persistence: String,
     rounds: usize,
+    load: Option<f64>,
+    redis_nice: u32,
 }
 
 fn options() -> Options {
@@ -59,6 +70,8 @@ fn options() -> Options {
         churn: 0.0,
         persistence: "off".into(),
         rounds: 1,
+        load: None,
+        redis_nice: 0,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -74,6 +87,12 @@ fn options() -> Options {
             "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
             "--churn" => o.churn = value.parse().expect("--churn R"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            "--redis-nice" => o.redis_nice = value.parse().expect("--redis-nice N"),
+            "--load" => {
+                let f: f64 = value.parse().expect("--load F");
+                assert!(f > 0.0 && f <= 1.0, "--load F: 0 < F <= 1");
+                o.load = Some(f);
+            }
             "--persistence" => {
                 assert!(
                     ["off", "on", "compare"].contains(&value.as_str()),
@@ -180,27 +199,54 @@ struct Outcome {
 }
 
 /// Runs one scenario: `paths` requested round-robin by every connection, for the warm-up and
-/// then the measured period.
-async fn scenario(addr: &str, name: &str, paths: Vec<String>, o: &Options) -> Outcome {
+/// then `seconds`. Closed loop (`rate` None): each connection sends its next request as soon as
+/// the last is answered. Open loop (`rate` Some(r), requests per second for all connections
+/// together): each connection sends on a fixed schedule, and a request's latency runs from when
+/// it was due when the connection was still waiting for the previous answer then, so that
+/// waiting behind a slow answer counts (no coordinated omission).
+async fn scenario(
+    addr: &str,
+    name: &str,
+    paths: Vec<String>,
+    o: &Options,
+    rate: Option<f64>,
+    seconds: u64,
+) -> Outcome {
     let paths = Arc::new(paths);
-    let warm_until = Instant::now() + Duration::from_secs(o.warmup);
-    let stop_at = warm_until + Duration::from_secs(o.seconds);
-    let mut tasks = Vec::new();
-    for c in 0..o.connections {
+    let start = Instant::now();
+    let warm_until = start + Duration::from_secs(o.warmup);
+    let stop_at = warm_until + Duration::from_secs(seconds);
+    // Each connection's interval between two requests, and its offset so that the connections'
+    // schedules interleave.
+    let interval = rate.map(|r| Duration::from_secs_f64(o.connections as f64 / r));
+    let (mut tasks, n) = (Vec::new(), o.connections);
+    for c in 0..n {
         let (addr, paths) = (addr.to_string(), paths.clone());
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::open(&addr).await;
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
             let (mut errors, mut bytes) = (0u64, 0u64);
-            let mut i = c;
+            let (mut i, mut last_answer) = (c, start);
+            let mut due = interval.map(|iv| start + iv.mul_f64(c as f64 / n as f64));
             loop {
-                let now = Instant::now();
+                // When the latency starts: in the open loop, at the due time if the last answer
+                // came after it (the server kept this request waiting), else when it is sent
+                // (so that the timer's own lateness, up to a millisecond, is not charged).
+                let now = match due {
+                    Some(at) if last_answer > at => at,
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        Instant::now()
+                    }
+                    None => Instant::now(),
+                };
                 if now >= stop_at {
                     break;
                 }
                 let path = &paths[i % paths.len()];
                 i += 1;
                 let (status, len) = conn.get(path).await;
+                last_answer = Instant::now();
                 if now >= warm_until {
                     hist.record(now.elapsed().as_micros().max(1) as u64)
                         .expect("record");
@@ -208,6 +254,9 @@ async fn scenario(addr: &str, name: &str, paths: Vec<String>, o: &Options) -> Ou
                     if status != 200 {
                         errors += 1;
                     }
+                }
+                if let (Some(at), Some(iv)) = (due.as_mut(), interval) {
+                    *at += iv;
                 }
             }
             (hist, errors, bytes)
@@ -226,7 +275,7 @@ async fn scenario(addr: &str, name: &str, paths: Vec<String>, o: &Options) -> Ou
         hist,
         errors,
         bytes,
-        elapsed: Duration::from_secs(o.seconds),
+        elapsed: Duration::from_secs(seconds),
     }
 }
 
@@ -238,8 +287,16 @@ fn ms(us: u64) -> String {
 fn report(results: &[Outcome], o: &Options) {
     let floor_p99 = results[0].hist.value_at_quantile(0.99);
     println!(
-        "\n{} objects, {} connections, {} s per scenario after {} s warm-up, response cache {} MiB\n",
-        o.objects, o.connections, o.seconds, o.warmup, o.cache_mb
+        "\n{} objects, {} connections, {} s per scenario after {} s warm-up, response cache {} MiB, {}\n",
+        o.objects,
+        o.connections,
+        o.seconds,
+        o.warmup,
+        o.cache_mb,
+        match o.load {
+            Some(f) => format!("open loop at {f} of each scenario's calibrated closed-loop rate"),
+            None => "closed loop".into(),
+        }
     );
     println!(
         "| scenario | requests/s | p50 ms | p90 ms | p99 ms | max ms | p99 / floor p99 | avg body | errors |"
@@ -294,8 +351,10 @@ fn main() {
         })
         .collect();
     let mut done: Vec<(bool, Run)> = Vec::new();
+    // With `--load`, each scenario's open-loop rate, calibrated in the first run.
+    let mut rates = std::collections::HashMap::new();
     for persist in runs {
-        let run = run_server(&o, persist);
+        let run = run_server(&o, persist, &mut rates);
         println!(
             "\n### persistence {}: {:.0} changes applied per second during the scenarios{}",
             if persist { "on" } else { "off" },
@@ -363,17 +422,41 @@ fn median(v: &[u64]) -> u64 {
 /// Starts the server (with persistence to a fresh redis-server when `persist`), waits until it
 /// is ready (and, with persistence, until the first full image is in Redis), runs the scenarios.
 #[allow(clippy::print_stdout)]
-fn run_server(o: &Options, persist: bool) -> Run {
+fn run_server(
+    o: &Options,
+    persist: bool,
+    rates: &mut std::collections::HashMap<String, f64>,
+) -> Run {
     let addr = format!("127.0.0.1:{}", free_port());
     let redis = persist.then(RedisServer::start);
+    if let Some(r) = redis.as_ref().filter(|_| o.redis_nice > 0) {
+        // Every thread of it (the nice value is per thread); the children it forks inherit it.
+        for task in
+            std::fs::read_dir(format!("/proc/{}/task", r.pid())).expect("redis-server's threads")
+        {
+            let tid = task.expect("a thread").file_name();
+            let ok = Command::new("renice")
+                .args(["-n", &o.redis_nice.to_string(), "-p"])
+                .arg(&tid)
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "renice {tid:?}");
+        }
+    }
     println!(
         "\nstarting {} serve --source demo:{} --listen {addr} --demo-churn {}{}",
         o.bin.display(),
         o.objects,
         o.churn,
         redis.as_ref().map_or(String::new(), |r| format!(
-            " --enable-persistence --redis-addr {}",
-            r.addr()
+            " --enable-persistence --redis-addr {}{}",
+            r.addr(),
+            if o.redis_nice > 0 {
+                format!(" (redis-server at nice {})", o.redis_nice)
+            } else {
+                String::new()
+            }
         ))
     );
     let mut cmd = Command::new(&o.bin);
@@ -420,11 +503,17 @@ fn run_server(o: &Options, persist: bool) -> Run {
         }
         println!("server ready after {:.1} s", started.elapsed().as_secs_f64());
         if persist {
-            // The first full image in Redis (the snapshot after the first full load) and nothing
-            // left over from the load: what follows is the steady state under churn.
+            // The first full image in Redis (the snapshot the server starts once synced: one
+            // that started after the server was ready, not one taken while the demo loaded) and
+            // nothing left over from the load: what follows is the steady state under churn.
+            let ready = started.elapsed().as_secs_f64();
             loop {
                 let m = text(&addr, "/metrics").await;
+                let began_ago = metric(&m, "astrolabe_persistence_last_snapshot_age_seconds")
+                    + metric(&m, "astrolabe_persistence_last_snapshot_seconds");
                 if metric(&m, "astrolabe_persistence_snapshots") >= 1.0
+                    && began_ago <= started.elapsed().as_secs_f64() - ready + 1.0
+                    && metric(&m, "astrolabe_persistence_snapshot_running") == 0.0
                     && metric(&m, "astrolabe_persistence_dirty_objects") == 0.0
                 {
                     break;
@@ -432,7 +521,7 @@ fn run_server(o: &Options, persist: bool) -> Run {
                 assert!(started.elapsed() < Duration::from_secs(900), "no snapshot after 15 minutes");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            println!("first snapshot in Redis after {:.1} s", started.elapsed().as_secs_f64());
+            println!("the first snapshot after sync in Redis after {:.1} s", started.elapsed().as_secs_f64());
         }
 
         // Targets, taken from the graph itself.
@@ -482,16 +571,33 @@ fn run_server(o: &Options, persist: bool) -> Run {
             ),
             ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
         ];
+        let scenarios: Vec<(&str, Vec<String>)> = scenarios
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _))| *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
+            .map(|(_, s)| s)
+            .collect();
+        if let Some(load) = o.load {
+            for (name, paths) in &scenarios {
+                if !rates.contains_key(*name) {
+                    let sat = scenario(&addr, name, paths.clone(), o, None, 3).await;
+                    let r = sat.hist.len() as f64 / sat.elapsed.as_secs_f64();
+                    println!("calibrated: {name}: {r:.0} requests/s closed loop");
+                    rates.insert(name.to_string(), load * r);
+                }
+            }
+        }
         let before = text(&addr, "/metrics").await;
         let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let t0 = Instant::now();
         let mut results = Vec::new();
-        for (i, (name, paths)) in scenarios.into_iter().enumerate() {
-            if i > 0 && o.only.as_ref().is_some_and(|only| !name.contains(only.as_str())) {
-                continue;
+        for (name, paths) in scenarios {
+            let rate = rates.get(name).copied();
+            match rate {
+                Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),
+                None => println!("running: {name}"),
             }
-            println!("running: {name}");
-            results.push(scenario(&addr, name, paths, o).await);
+            results.push(scenario(&addr, name, paths, o, rate, o.seconds).await);
         }
         let after = text(&addr, "/metrics").await;
         let window = t0.elapsed().as_secs_f64();
