@@ -639,8 +639,14 @@ pub fn import(cfg: &RedisConfig, path: &std::path::Path) -> Result<SnapshotRepor
     let mut store = writer::connect(cfg)?;
     let refs = writer::grouped_by_namespace(objects.iter());
     let log_id = store.last_log_id()?;
-    let (generation, objects, bytes) =
-        writer::write_generation(&mut store, &refs, 0, log_id, Duration::ZERO)?;
+    let (generation, objects, bytes) = writer::write_generation(
+        &mut store,
+        &refs,
+        0,
+        log_id,
+        Duration::ZERO,
+        writer::Pace::Full,
+    )?;
     Ok(SnapshotReport {
         generation,
         objects,

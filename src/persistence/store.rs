@@ -211,46 +211,57 @@ impl Store {
         Ok(g)
     }
 
-    /// Writes the chunks and the manifest of a new generation (not yet current).
-    pub fn write_snapshot(
-        &mut self,
-        manifest: &Manifest,
-        chunks: &[Vec<u8>],
-    ) -> Result<u64, StoreError> {
-        let g = manifest.generation;
+    /// Starts writing snapshot generation `g`: it is listed (so that a failed write is cleaned
+    /// up later), and its chunks and manifest follow ([`Store::write_chunks`],
+    /// [`Store::write_manifest`]).
+    pub fn begin_snapshot(&mut self, g: u64) -> Result<(), StoreError> {
         let _: i64 = redis::cmd("SADD")
             .arg(self.key("generations"))
             .arg(g)
             .query(&mut *self.conn)?;
-        let mut written = 0u64;
-        // A few chunks per round trip: they are large, and a pipeline is buffered whole.
-        let per_trip = if self.pipelines { 4 } else { 1 };
-        for (start, group) in chunks
-            .chunks(per_trip)
-            .enumerate()
-            .map(|(i, c)| (i * per_trip, c))
-        {
-            if self.pipelines {
-                let mut pipe = redis::pipe();
-                for (offset, bytes) in group.iter().enumerate() {
-                    pipe.cmd("SET")
-                        .arg(self.chunk_key(g, start + offset))
-                        .arg(bytes)
-                        .ignore();
-                }
-                pipe.query::<()>(&mut *self.conn)?;
-            } else {
+        Ok(())
+    }
+
+    /// How many chunks one round trip should carry: a few (they are large, and a pipeline is
+    /// buffered whole), or one where the connection takes no pipelines.
+    pub fn chunks_per_trip(&self) -> usize {
+        if self.pipelines { 4 } else { 1 }
+    }
+
+    /// Writes chunks `start..` of generation `g` in one round trip; returns the bytes written.
+    pub fn write_chunks(
+        &mut self,
+        g: u64,
+        start: usize,
+        chunks: &[Vec<u8>],
+    ) -> Result<u64, StoreError> {
+        if self.pipelines {
+            let mut pipe = redis::pipe();
+            for (offset, bytes) in chunks.iter().enumerate() {
+                pipe.cmd("SET")
+                    .arg(self.chunk_key(g, start + offset))
+                    .arg(bytes)
+                    .ignore();
+            }
+            pipe.query::<()>(&mut *self.conn)?;
+        } else {
+            for (offset, bytes) in chunks.iter().enumerate() {
                 let _: () = redis::cmd("SET")
-                    .arg(self.chunk_key(g, start))
-                    .arg(&group[0])
+                    .arg(self.chunk_key(g, start + offset))
+                    .arg(bytes)
                     .query(&mut *self.conn)?;
             }
-            written += group.iter().map(|b| b.len() as u64).sum::<u64>();
         }
+        Ok(chunks.iter().map(|b| b.len() as u64).sum())
+    }
+
+    /// Writes a generation's manifest, once all its chunks are written: the generation is then
+    /// complete (not yet current); returns the bytes written.
+    pub fn write_manifest(&mut self, manifest: &Manifest) -> Result<u64, StoreError> {
         let m = format::encode_manifest(manifest);
-        written += m.len() as u64;
+        let written = m.len() as u64;
         let _: () = redis::cmd("SET")
-            .arg(self.manifest_key(g))
+            .arg(self.manifest_key(manifest.generation))
             .arg(m)
             .query(&mut *self.conn)?;
         Ok(written)
