@@ -126,6 +126,18 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The AOF rewrites a redis-server has forked since it started (`INFO persistence`): each
+/// takes most of a core for seconds, beside the server on this machine.
+fn aof_rewrites(redis: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut redis.client())
+        .expect("INFO persistence");
+    info.lines()
+        .find_map(|l| l.strip_prefix("aof_rewrites:")?.trim().parse().ok())
+        .expect("aof_rewrites in INFO persistence")
+}
+
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
     stream: TcpStream,
@@ -588,6 +600,7 @@ fn run_server(
             }
         }
         let before = text(&addr, "/metrics").await;
+        let rewrites0 = redis.as_ref().map(aof_rewrites);
         let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let t0 = Instant::now();
         let mut results = Vec::new();
@@ -607,13 +620,15 @@ fn run_server(
             format!(
                 "; persistence wrote {:.0} object states/s in {:.0} log entries, {:.0} snapshot(s), \
                  {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}; \
-                 redis-server (with its AOF rewrites) used {:.1}% of one core",
+                 redis-server (with its AOF rewrites) used {:.1}% of one core and forked {} AOF \
+                 rewrite(s)",
                 delta("astrolabe_persistence_objects_written") / window,
                 delta("astrolabe_persistence_batches"),
                 delta("astrolabe_persistence_snapshots"),
                 delta("astrolabe_persistence_overflowed"),
                 metric(&after, "astrolabe_persistence_queue_depth"),
                 100.0 * (cpu1.1 - cpu0.1) / window,
+                redis.as_ref().map_or(0, aof_rewrites) - rewrites0.unwrap_or(0),
             )
         } else {
             String::new()
