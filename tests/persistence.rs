@@ -31,6 +31,8 @@ fn config(redis: &RedisServer, name: &str) -> PersistConfig {
         flush_interval: Duration::from_millis(10),
         reconnect_min: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(200),
+        // Snapshots of these small graphs still span several chunks and round trips.
+        snapshot_chunk_objects: 100,
         ..PersistConfig::default()
     }
 }
@@ -136,6 +138,27 @@ impl Drop for Rig {
 }
 
 /// The demo cluster's objects, as changes.
+/// A rig whose background snapshots wait `switch_delay` between their chunks and their switch,
+/// holding a demo of about `objects` objects (the source not yet synced); with its configuration
+/// and the demo, for churn.
+fn slow_switch_rig(
+    redis: &RedisServer,
+    name: &str,
+    switch_delay: Duration,
+    objects: usize,
+) -> (Rig, PersistConfig, DemoCluster) {
+    let cfg = PersistConfig {
+        snapshot_switch_delay: switch_delay,
+        ..config(redis, name)
+    };
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    for c in demo(objects, &mut cluster) {
+        rig.send(c);
+    }
+    (rig, cfg, cluster.expect("demo sets the cluster"))
+}
+
 fn demo(objects: usize, cluster: &mut Option<DemoCluster>) -> Vec<Change> {
     let c = DemoCluster::new(DemoConfig {
         objects,
@@ -317,17 +340,10 @@ fn a_snapshot_and_the_log_after_it_recover_together() {
 #[test]
 fn the_log_goes_on_while_a_snapshot_is_written_in_the_background() {
     let redis = RedisServer::start();
-    let cfg = PersistConfig {
-        // Holds the background snapshot between its chunks and its switch, so that log entries
-        // are certainly written while it runs.
-        snapshot_switch_delay: Duration::from_millis(1500),
-        ..config(&redis, "bg")
-    };
-    let mut rig = Rig::start(cfg.clone());
-    let mut cluster = None;
-    for c in demo(800, &mut cluster) {
-        rig.send(c);
-    }
+    // The snapshot waits between its chunks and its switch, so that log entries are certainly
+    // written while it runs.
+    let (mut rig, cfg, mut cluster) =
+        slow_switch_rig(&redis, "bg", Duration::from_millis(1500), 800);
     let (tx, writer) = (rig.tx.take().unwrap(), rig.writer.take().unwrap());
     tx.send(Event::Synced);
     let stats = || rig.persistence().stats();
@@ -340,7 +356,7 @@ fn the_log_goes_on_while_a_snapshot_is_written_in_the_background() {
     // Changes keep being written to the log while the snapshot runs.
     let batches = stats().batches.load(Ordering::Relaxed);
     let p = Projector::default();
-    for e in (0..100).flat_map(|_| cluster.as_mut().unwrap().step()) {
+    for e in (0..100).flat_map(|_| cluster.step()) {
         tx.change(demo_change(&e, &p).unwrap());
     }
     wait_for("a log entry", Duration::from_secs(5), || {
@@ -371,15 +387,7 @@ fn the_log_goes_on_while_a_snapshot_is_written_in_the_background() {
 #[test]
 fn a_repair_waits_for_the_background_snapshot_instead_of_removing_its_generation() {
     let redis = RedisServer::start();
-    let cfg = PersistConfig {
-        snapshot_switch_delay: Duration::from_secs(5),
-        ..config(&redis, "rep")
-    };
-    let mut rig = Rig::start(cfg.clone());
-    let mut cluster = None;
-    for c in demo(600, &mut cluster) {
-        rig.send(c);
-    }
+    let (mut rig, cfg, mut cluster) = slow_switch_rig(&redis, "rep", Duration::from_secs(5), 600);
     rig.settle();
     rig.tx.as_ref().unwrap().send(Event::Synced);
     let running = |rig: &Rig| {
@@ -396,19 +404,28 @@ fn a_repair_waits_for_the_background_snapshot_instead_of_removing_its_generation
     // is still waiting to switch.
     let mut c = redis.client();
     let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
-    let writer: Vec<&str> = clients
+    // The writer's connection is the oldest of those whose last command was its own (the
+    // snapshot's may still show the PING of its connect, when its idle-class thread has not run
+    // since).
+    let writer: u64 = clients
         .lines()
         .filter(|l| l.contains("cmd=xadd") || l.contains("cmd=ping"))
-        .filter_map(|l| l.split_whitespace().next()?.strip_prefix("id="))
-        .collect();
-    assert_eq!(writer.len(), 1, "{clients}");
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .strip_prefix("id=")?
+                .parse()
+                .ok()
+        })
+        .min()
+        .unwrap_or_else(|| panic!("no writer connection in {clients}"));
     let _: i64 = redis::cmd("CLIENT")
         .arg("KILL")
         .arg("ID")
-        .arg(writer[0])
+        .arg(writer)
         .query(&mut c)
         .unwrap();
-    for c in churn(cluster.as_mut().unwrap(), 50) {
+    for c in churn(&mut cluster, 50) {
         rig.send(c);
     }
     wait_for("the writer to reconnect", Duration::from_secs(10), || {

@@ -55,6 +55,10 @@ pub struct PersistConfig {
     /// and manifest, before it switches to them. Zero outside tests.
     #[doc(hidden)]
     pub snapshot_switch_delay: Duration,
+    /// Objects per snapshot chunk (chunks are read and decoded in parallel at recovery). Tests
+    /// make it small, so that a small graph spans many chunks and round trips.
+    #[doc(hidden)]
+    pub snapshot_chunk_objects: usize,
 }
 
 impl Default for PersistConfig {
@@ -69,6 +73,7 @@ impl Default for PersistConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             snapshot_switch_delay: Duration::ZERO,
+            snapshot_chunk_objects: writer::CHUNK_OBJECTS,
         }
     }
 }
@@ -639,14 +644,8 @@ pub fn import(cfg: &RedisConfig, path: &std::path::Path) -> Result<SnapshotRepor
     let mut store = writer::connect(cfg)?;
     let refs = writer::grouped_by_namespace(objects.iter());
     let log_id = store.last_log_id()?;
-    let (generation, objects, bytes) = writer::write_generation(
-        &mut store,
-        &refs,
-        0,
-        log_id,
-        Duration::ZERO,
-        writer::Pace::Full,
-    )?;
+    let (generation, objects, bytes) =
+        writer::write_generation(&mut store, &refs, 0, log_id, writer::How::FULL)?;
     Ok(SnapshotReport {
         generation,
         objects,

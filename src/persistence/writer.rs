@@ -38,7 +38,7 @@ use crate::model::{Object, Uid};
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Objects per snapshot chunk: chunks load in parallel.
-const CHUNK_OBJECTS: usize = 25_000;
+pub(super) const CHUNK_OBJECTS: usize = 25_000;
 
 /// The log may always grow to this many bytes before a snapshot replaces it (see `tick`).
 const LOG_BYTES_MIN: u64 = 64 * 1024 * 1024;
@@ -435,14 +435,11 @@ impl Writer {
         let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
         // On this thread, so that its order relative to the log is unchanged.
-        let written = write_image(
-            store,
-            image,
-            graph_generation,
-            log_id,
-            Duration::ZERO,
-            Pace::Full,
-        )?;
+        let how = How {
+            chunk_objects: self.cfg.snapshot_chunk_objects,
+            ..How::FULL
+        };
+        let written = write_image(store, image, graph_generation, log_id, how)?;
         self.commit_pending();
         self.snapshot_due = false;
         self.repair_due = false;
@@ -456,20 +453,18 @@ impl Writer {
         debug_assert!(self.pending.is_empty(), "flushed first");
         let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
-        let (redis, delay) = (self.cfg.redis.clone(), self.cfg.snapshot_switch_delay);
+        let redis = self.cfg.redis.clone();
+        let how = How {
+            pace: Pace::Background,
+            chunk_objects: self.cfg.snapshot_chunk_objects,
+            switch_delay: self.cfg.snapshot_switch_delay,
+        };
         let thread = std::thread::Builder::new()
             .name("astrolabe-snapshot".into())
             .spawn(move || {
                 idle_priority();
                 let mut store = connect(&redis)?;
-                write_image(
-                    &mut store,
-                    image,
-                    graph_generation,
-                    log_id,
-                    delay,
-                    Pace::Background,
-                )
+                write_image(&mut store, image, graph_generation, log_id, how)
             })
             .map_err(|e| StoreError::Foreign(format!("cannot start a snapshot thread: {e}")))?;
         self.running = Some(Running {
@@ -610,58 +605,74 @@ pub(super) enum Pace {
     Background,
 }
 
-/// Writes an image as a new generation, switches to it (after `delay`, see
-/// [`write_generation`]) and removes the others: (generation, objects, bytes).
+/// How a snapshot generation is written.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct How {
+    pub(super) pace: Pace,
+    /// Objects per chunk.
+    pub(super) chunk_objects: usize,
+    /// How long to wait between writing the generation and switching to it: fault injection for
+    /// tests.
+    pub(super) switch_delay: Duration,
+}
+
+impl How {
+    /// At full speed, in chunks of [`CHUNK_OBJECTS`], switched at once.
+    pub(super) const FULL: How = How {
+        pace: Pace::Full,
+        chunk_objects: CHUNK_OBJECTS,
+        switch_delay: Duration::ZERO,
+    };
+}
+
+/// Writes an image as a new generation, switches to it and removes the others (see
+/// [`write_generation`]): (generation, objects, bytes).
 fn write_image(
     store: &mut Store,
     image: Vec<Arc<Object>>,
     graph_generation: u64,
     log_id: String,
-    delay: Duration,
-    pace: Pace,
+    how: How,
 ) -> Result<(u64, u64, u64), StoreError> {
     let objects = grouped_by_namespace(image.iter());
-    write_generation(store, &objects, graph_generation, log_id, delay, pace)
+    write_generation(store, &objects, graph_generation, log_id, how)
 }
 
 /// Writes `objects` as a new snapshot generation that includes the log up to `log_id`, switches
-/// to it (after `delay`: fault injection for tests) and removes the others: (generation, objects,
-/// bytes). Chunks are encoded a round trip's worth at a time, so that only that much encoded
-/// data is held at once.
+/// to it and removes the others: (generation, objects, bytes). Chunks are encoded a round trip's
+/// worth at a time, so that only that much encoded data is held at once.
 pub(super) fn write_generation(
     store: &mut Store,
     objects: &[&Arc<Object>],
     graph_generation: u64,
     log_id: String,
-    delay: Duration,
-    pace: Pace,
+    how: How,
 ) -> Result<(u64, u64, u64), StoreError> {
     let generation = store.next_generation()?;
     store.begin_snapshot(generation)?;
     let per_trip = store.chunks_per_trip();
+    let chunk_objects = how.chunk_objects.max(1);
     let (mut chunks, mut bytes) = (Vec::new(), 0u64);
-    for (trip, group) in objects.chunks(CHUNK_OBJECTS * per_trip).enumerate() {
+    for (trip, group) in objects.chunks(chunk_objects * per_trip).enumerate() {
         let started = Instant::now();
-        let parts = group.chunks(CHUNK_OBJECTS);
-        let encoded: Vec<(Vec<u8>, u32)> = match pace {
-            Pace::Full => parallel_map(parts, |part| format::encode(*part)),
-            Pace::Background => parts.map(format::encode).collect(),
+        let parts: Vec<&[&Arc<Object>]> = group.chunks(chunk_objects).collect();
+        let encoded: Vec<(Vec<u8>, u32)> = match how.pace {
+            Pace::Full => parallel_map(parts.iter(), |part| format::encode(**part)),
+            Pace::Background => parts.iter().map(|part| format::encode(*part)).collect(),
         };
-        let bodies: Vec<Vec<u8>> = encoded
-            .into_iter()
-            .zip(group.chunks(CHUNK_OBJECTS))
-            .map(|((body, crc32), part)| {
-                chunks.push(ChunkInfo {
-                    objects: part.len() as u64,
-                    bytes: body.len() as u64,
-                    crc32,
-                });
-                body
-            })
-            .collect();
+        let mut bodies = Vec::with_capacity(parts.len());
+        for ((body, crc32), part) in encoded.into_iter().zip(&parts) {
+            chunks.push(ChunkInfo {
+                objects: part.len() as u64,
+                bytes: body.len() as u64,
+                crc32,
+            });
+            bodies.push(body);
+        }
         bytes += store.write_chunks(generation, trip * per_trip, &bodies)?;
+        // Freed before the pause, not after it.
         drop(bodies);
-        if pace == Pace::Background {
+        if how.pace == Pace::Background {
             std::thread::sleep(started.elapsed());
         }
     }
@@ -675,7 +686,7 @@ pub(super) fn write_generation(
         chunks,
     };
     bytes += store.write_manifest(&manifest)?;
-    std::thread::sleep(delay);
+    std::thread::sleep(how.switch_delay);
     store.switch(generation, &manifest.log_id)?;
     store.remove_other_generations(generation)?;
     Ok((generation, manifest.objects, bytes))
@@ -710,8 +721,8 @@ pub(super) fn grouped_by_namespace<'a>(
 /// Where the idle scheduling class is missing: the nice value of a background snapshot.
 const BACKGROUND_NICE: i8 = 19;
 
-/// Puts the calling thread, and the threads it then creates, in Linux's idle scheduling class
-/// (`SCHED_IDLE`), for a snapshot written in the background: it runs on cores nothing else wants,
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`), for a snapshot
+/// written in the background (which encodes on that thread alone, see [`Pace`]): it runs on cores nothing else wants,
 /// and a waking ingest or query thread preempts it at once (a niced thread may run on to the end
 /// of its time slice first, which measurably delayed short queries). It still gets a sliver of a
 /// saturated machine, so it ends, and until then the log holds everything.
@@ -823,20 +834,20 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_its_snapshots_and_the_encoders_they_start_run_at_lower_priority() {
+    fn the_writer_its_encoders_and_its_background_snapshots_run_at_lower_priority() {
         let outer = (nice(), policy());
-        // The writer, its encoders; a background snapshot started from it, and its encoders.
-        let (writer, encoders, snapshot, snapshot_encoders) = std::thread::spawn(|| {
+        // The writer and its encoders; a background snapshot started from it.
+        let (writer, encoders, snapshot) = std::thread::spawn(|| {
             super::lower_priority(super::WRITER_NICE);
             let writer = (nice(), policy());
             let encoders = super::parallel_map(0..4, |_| (nice(), policy()));
-            let (snapshot, snapshot_encoders) = std::thread::spawn(|| {
+            let snapshot = std::thread::spawn(|| {
                 super::idle_priority();
-                (policy(), super::parallel_map(0..4, |_| policy()))
+                policy()
             })
             .join()
             .unwrap();
-            (writer, encoders, snapshot, snapshot_encoders)
+            (writer, encoders, snapshot)
         })
         .join()
         .unwrap();
@@ -846,10 +857,6 @@ mod tests {
             "{writer:?} vs {encoders:?}"
         );
         assert_eq!(snapshot, 5, "SCHED_IDLE");
-        assert!(
-            snapshot_encoders.iter().all(|p| *p == 5),
-            "{snapshot_encoders:?}"
-        );
         assert_eq!(
             (nice(), policy()),
             outer,
