@@ -126,15 +126,11 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The AOF rewrites a redis-server has forked since it started (`INFO persistence`): each
-/// takes most of a core for seconds, beside the server on this machine.
+/// The AOF rewrites a redis-server has forked since it started: each takes most of a core for
+/// seconds, beside the server on this machine.
 fn aof_rewrites(redis: &RedisServer) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query(&mut redis.client())
-        .expect("INFO persistence");
-    info.lines()
-        .find_map(|l| l.strip_prefix("aof_rewrites:")?.trim().parse().ok())
+    redis
+        .info("persistence", "aof_rewrites")
         .expect("aof_rewrites in INFO persistence")
 }
 

@@ -91,14 +91,7 @@ trait Inspect {
 
 impl Inspect for Redis {
     fn used_memory(&self) -> u64 {
-        let info: String = redis::cmd("INFO")
-            .arg("memory")
-            .query(&mut self.client())
-            .unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        self.info("memory", "used_memory").unwrap_or(0)
     }
 
     /// Waits until Redis is not rewriting its AOF (a forked child compressing the whole

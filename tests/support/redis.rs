@@ -131,6 +131,22 @@ impl RedisServer {
             .unwrap()
     }
 
+    /// A numeric field of `INFO section` (`used_memory` of `memory`, `aof_rewrites` of
+    /// `persistence`, ...); None when Redis does not report it.
+    pub fn info(&self, section: &str, field: &str) -> Option<u64> {
+        let info: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.client())
+            .ok()?;
+        info.lines().find_map(|l| {
+            l.strip_prefix(field)?
+                .strip_prefix(':')?
+                .trim()
+                .parse()
+                .ok()
+        })
+    }
+
     /// SIGKILL by PID: no shutdown, no final fsync.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
