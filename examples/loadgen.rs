@@ -22,10 +22,10 @@
 //! of 3 s made at the start of the first run; later runs reuse those rates, so that every run of
 //! a comparison carries the same query load. Latency is measured from when each request was due,
 //! not from when it was sent, so a server that falls behind is charged for the wait),
-//! `--redis-nice N` (0: run the harness's redis-server, its threads and the AOF rewrites it forks,
-//! at nice N, so that on this shared machine it takes only what the server leaves, as if it ran
-//! on cores of its own like any production Redis; this isolates what the server's own
-//! persistence work costs its queries).
+//! `--redis-nice N|idle` (none: run the harness's redis-server, its threads and the AOF rewrites
+//! it forks, at nice N or in the idle scheduling class, so that on this shared machine it takes
+//! only what the server leaves, as if it ran on cores of its own like any production Redis; this
+//! isolates what the server's own persistence work costs its queries).
 //!
 //! ```text
 //! cargo run --release --example loadgen -- --churn 20000 --persistence compare
@@ -55,7 +55,10 @@ struct Options {
     persistence: String,
     rounds: usize,
     load: Option<f64>,
-    redis_nice: u32,
+    /// redis-server's priority: a nice value, or "idle" for the idle scheduling class (standing
+    /// in for a Redis on cores of its own: it runs only when the server and the load leave a
+    /// core free). Empty: as started.
+    redis_priority: String,
 }
 
 fn options() -> Options {
@@ -71,7 +74,7 @@ fn options() -> Options {
         persistence: "off".into(),
         rounds: 1,
         load: None,
-        redis_nice: 0,
+        redis_priority: String::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -87,7 +90,13 @@ fn options() -> Options {
             "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
             "--churn" => o.churn = value.parse().expect("--churn R"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
-            "--redis-nice" => o.redis_nice = value.parse().expect("--redis-nice N"),
+            "--redis-nice" => {
+                assert!(
+                    value == "idle" || value.parse::<u32>().is_ok(),
+                    "--redis-nice N|idle"
+                );
+                o.redis_priority = value.clone();
+            }
             "--load" => {
                 let f: f64 = value.parse().expect("--load F");
                 assert!(f > 0.0 && f <= 1.0, "--load F: 0 < F <= 1");
@@ -384,9 +393,10 @@ fn main() {
         offs.len().min(ons.len())
     );
     println!(
-        "| scenario | p99 off ms | p99 on ms | on / off | each round: on / off | off / off (noise) |"
+        "| scenario | p99 off ms | p99 on ms | on / off | each round: on / off | off / off (noise) \
+         | pooled: p99 off ms | p99 on ms | on / off |"
     );
-    println!("|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (i, outcome) in offs[0].results.iter().enumerate() {
         let (off, on): (Vec<u64>, Vec<u64>) = (
             offs.iter().map(|r| p99(r, i)).collect(),
@@ -404,13 +414,26 @@ fn main() {
             "-".into()
         };
         let (mo, mn) = (median(&off), median(&on));
+        // Every request of every round of a side in one distribution: a p99 over rounds times
+        // as many requests, less at the mercy of one round's hiccup than the median of p99s.
+        let pooled = |runs: &[&Run]| {
+            let mut all = runs[0].results[i].hist.clone();
+            for r in &runs[1..] {
+                all.add(&r.results[i].hist).expect("same bounds");
+            }
+            all.value_at_quantile(0.99)
+        };
+        let (po, pn) = (pooled(&offs), pooled(&ons));
         println!(
-            "| {} | {} | {} | {:.2} | {} | {noise} |",
+            "| {} | {} | {} | {:.2} | {} | {noise} | {} | {} | {:.2} |",
             outcome.name,
             ms(mo),
             ms(mn),
             mn as f64 / mo.max(1) as f64,
-            rounds.join(", ")
+            rounds.join(", "),
+            ms(po),
+            ms(pn),
+            pn as f64 / po.max(1) as f64,
         );
     }
 }
@@ -437,14 +460,23 @@ fn run_server(
 ) -> Run {
     let addr = format!("127.0.0.1:{}", free_port());
     let redis = persist.then(RedisServer::start);
-    if let Some(r) = redis.as_ref().filter(|_| o.redis_nice > 0) {
+    if let Some(r) = redis.as_ref().filter(|_| o.redis_priority == "idle") {
+        // Every thread of it; the children it forks (AOF rewrites) inherit the class.
+        let ok = Command::new("chrt")
+            .args(["--idle", "--all-tasks", "--pid", "0"])
+            .arg(r.pid().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chrt --idle redis-server");
+    } else if let Some(r) = redis.as_ref().filter(|_| !o.redis_priority.is_empty()) {
         // Every thread of it (the nice value is per thread); the children it forks inherit it.
         for task in
             std::fs::read_dir(format!("/proc/{}/task", r.pid())).expect("redis-server's threads")
         {
             let tid = task.expect("a thread").file_name();
             let ok = Command::new("renice")
-                .args(["-n", &o.redis_nice.to_string(), "-p"])
+                .args(["-n", &o.redis_priority, "-p"])
                 .arg(&tid)
                 .stdout(Stdio::null())
                 .status()
@@ -460,8 +492,10 @@ fn run_server(
         redis.as_ref().map_or(String::new(), |r| format!(
             " --enable-persistence --redis-addr {}{}",
             r.addr(),
-            if o.redis_nice > 0 {
-                format!(" (redis-server at nice {})", o.redis_nice)
+            if o.redis_priority == "idle" {
+                " (redis-server in SCHED_IDLE)".to_string()
+            } else if !o.redis_priority.is_empty() {
+                format!(" (redis-server at nice {})", o.redis_priority)
             } else {
                 String::new()
             }

@@ -474,6 +474,8 @@ fn direct_writer(redis: &Redis, a: &[Arc<Object>], b: &[Arc<Object>], seconds: u
             sent += 1;
             sink.upsert(o.clone(), sent);
         }
+        // As the graph's writer does between batches.
+        sink.drop_superseded();
         if w0.is_none() && Instant::now() >= measure_from {
             w0 = Some((
                 observer.stats().objects.load(Ordering::Relaxed),

@@ -7,12 +7,13 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use astrolabe::graph::{Change, Graph};
 use astrolabe::ingest::{self, Event, EventSender, GraphHandle};
+use astrolabe::model::Object;
 use astrolabe::persistence::{self, PersistConfig, Persistence, RedisConfig};
 use astrolabe::relations::Projector;
 use astrolabe::sources::demo::{DemoCluster, DemoConfig};
@@ -137,7 +138,6 @@ impl Drop for Rig {
     }
 }
 
-/// The demo cluster's objects, as changes.
 /// A rig whose background snapshots wait `switch_delay` between their chunks and their switch,
 /// holding a demo of about `objects` objects (the source not yet synced); with its configuration
 /// and the demo, for churn.
@@ -159,6 +159,7 @@ fn slow_switch_rig(
     (rig, cfg, cluster.expect("demo sets the cluster"))
 }
 
+/// The demo cluster's objects, as changes.
 fn demo(objects: usize, cluster: &mut Option<DemoCluster>) -> Vec<Change> {
     let c = DemoCluster::new(DemoConfig {
         objects,
@@ -218,6 +219,89 @@ fn everything_written_behind_is_recovered_exactly() {
     assert!(r.log_batches > 0);
     let stats = rig.persistence().stats();
     assert!(stats.batches.load(Ordering::Relaxed) > 0);
+}
+
+#[test]
+fn changes_that_overflow_the_channel_are_written_with_their_objects_current_state() {
+    let redis = RedisServer::start();
+    let cfg = PersistConfig {
+        // The graph's writer applies thousands of changes a millisecond; the Redis writer takes
+        // them every millisecond: most overflow.
+        channel_capacity: 4,
+        ..config(&redis, "overflow")
+    };
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    for c in demo(800, &mut cluster) {
+        rig.send(c);
+    }
+    let cluster = cluster.as_mut().unwrap();
+    for c in churn(cluster, 300) {
+        rig.send(c);
+    }
+    // A flush while the graph's writer runs answers once the overflowed objects are in Redis.
+    rig.flush(Duration::from_secs(20));
+    let overflowed = rig.persistence().stats().overflowed.load(Ordering::Relaxed);
+    assert!(overflowed > 100, "the channel overflowed ({overflowed})");
+    assert_eq!(rig.persistence().status().dirty, 0);
+    assert_recovers_exactly(&cfg.redis, &rig.graph);
+    // Objects that overflow as the graph's writer stops are sent before it ends.
+    for c in churn(cluster, 300) {
+        rig.send(c);
+    }
+    rig.drain();
+    assert!(rig.persistence().stats().overflowed.load(Ordering::Relaxed) > overflowed);
+    rig.flush(Duration::from_secs(20));
+    assert_recovers_exactly(&cfg.redis, &rig.graph);
+}
+
+#[test]
+fn versions_the_writer_is_done_with_are_freed_by_the_graphs_writer() {
+    let redis = RedisServer::start();
+    let cfg = config(&redis, "freed");
+    let mut rig = Rig::start(cfg);
+    let mut cluster = None;
+    let objects: Vec<Arc<Object>> = demo(300, &mut cluster)
+        .into_iter()
+        .filter_map(|c| match c {
+            Change::Upsert(o) => Some(o),
+            _ => None,
+        })
+        .collect();
+    for o in &objects {
+        rig.send(Change::Upsert(o.clone()));
+    }
+    rig.flush(Duration::from_secs(10));
+    let first: Vec<Weak<Object>> = {
+        let g = rig.graph.read();
+        objects
+            .iter()
+            .take(50)
+            .map(|o| Arc::downgrade(g.object(g.find_uid(&o.uid).expect("applied"))))
+            .collect()
+    };
+    // New versions of those 50: once written, the writer's mirror lets go of the old ones.
+    for o in objects.iter().take(50) {
+        let mut v = (**o).clone();
+        v.resource_version = format!("{}-2", o.resource_version).into();
+        rig.send(Change::Upsert(Arc::new(v)));
+    }
+    drop(objects);
+    rig.flush(Duration::from_secs(10));
+    assert!(
+        first.iter().all(|w| w.upgrade().is_some()),
+        "the old versions live until the graph's writer frees them: the Redis writer gives them back"
+    );
+    // The graph's writer frees them after its next batch.
+    let mut cluster = cluster.unwrap();
+    for c in churn(&mut cluster, 1) {
+        rig.send(c);
+    }
+    wait_for(
+        "the graph's writer freeing the old versions",
+        Duration::from_secs(10),
+        || first.iter().all(|w| w.upgrade().is_none()),
+    );
 }
 
 #[test]
@@ -467,7 +551,7 @@ fn a_stream_faster_than_the_writer_drains_does_not_keep_it_from_reconnecting() {
     };
     let (sink, pending) = persistence::channel(cfg);
     let mut cluster = None;
-    let objects: Vec<Arc<astrolabe::model::Object>> = demo(200, &mut cluster)
+    let objects: Vec<Arc<Object>> = demo(200, &mut cluster)
         .into_iter()
         .filter_map(|c| match c {
             Change::Upsert(o) => Some(o),

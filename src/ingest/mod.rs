@@ -6,6 +6,12 @@
 //! longer than that. Readers take the read lock for the duration of one query: they always see a
 //! state between two changes, never half of one.
 //!
+//! With persistence on, it records each change's effect into the persistence channel under the
+//! write lock, and sends again, under a read lock between batches, objects whose changes found
+//! that channel full (see `persistence::PersistSink::resend_dirty`); it also frees the object
+//! versions the Redis writer is done with (`PersistSink::drop_superseded`), as it frees replaced
+//! versions itself without persistence.
+//!
 //! Nothing but this thread obtains `&mut Graph` (the graph sits in a private field behind the
 //! lock, and the only write path is [`Writer`]).
 
@@ -15,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::{RwLock, RwLockReadGuard};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
@@ -24,6 +30,10 @@ use crate::persistence::PersistSink;
 
 /// The longest the writer holds the write lock before letting readers in.
 pub const MAX_HOLD: Duration = Duration::from_millis(2);
+
+/// How often this thread tries again to send objects that overflowed the persistence channel
+/// when no event wakes it.
+const RESEND_EVERY: Duration = Duration::from_millis(5);
 
 /// How many events the channel buffers before senders wait.
 pub const CHANNEL_CAPACITY: usize = 16 * 1024;
@@ -198,9 +208,28 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
     let mut received: Vec<Instant> = Vec::new();
     loop {
         if backlog.is_empty() {
-            match rx.recv() {
+            // Objects that overflowed the persistence channel are sent again as it empties:
+            // while some are left, this thread wakes up to try even when no event comes.
+            let next = match persist {
+                Some(sink) if sink.has_dirty() => match rx.recv_timeout(RESEND_EVERY) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        sink.drop_superseded();
+                        sink.resend_dirty(&shared.graph.read(), false);
+                        continue;
+                    }
+                    r => r.map_err(drop),
+                },
+                _ => rx.recv().map_err(drop),
+            };
+            match next {
                 Ok(ev) => backlog.push_back(ev),
-                Err(_) => return,
+                Err(()) => {
+                    // Every source is gone: nothing overflowed stays behind.
+                    if let Some(sink) = persist {
+                        sink.resend_dirty(&shared.graph.read(), true);
+                    }
+                    return;
+                }
             }
         }
         let mut graph = shared.graph.write();
@@ -255,6 +284,14 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
             }
         }
         drop(graph);
+        if let Some(sink) = persist {
+            sink.drop_superseded();
+            if sink.has_dirty() {
+                // Under the read lock: queries go on meanwhile, and nothing else changes the
+                // graph.
+                sink.resend_dirty(&shared.graph.read(), false);
+            }
+        }
         let stats = &shared.stats;
         let now = Instant::now();
         for at in received.drain(..) {

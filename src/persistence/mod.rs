@@ -26,7 +26,7 @@ use thiserror::Error;
 pub use format::{FORMAT_VERSION, FormatError, Manifest};
 pub use store::{RedisConfig, StoreError};
 
-use crate::graph::Change;
+use crate::graph::{Change, Graph};
 use crate::ingest::{GraphHandle, unix_ms};
 use crate::model::{Object, Uid};
 
@@ -147,7 +147,12 @@ pub(crate) struct Shared {
 pub struct PersistSink {
     tx: Sender<Msg>,
     shared: Arc<Shared>,
+    /// Object versions the Redis writer is done with (see [`PersistSink::drop_superseded`]).
+    superseded: Receiver<Superseded>,
 }
+
+/// Object versions the Redis writer no longer holds, most of them the last reference left.
+pub(crate) type Superseded = Vec<Arc<Object>>;
 
 impl PersistSink {
     /// Records an object's new state, produced at graph generation `generation`.
@@ -169,16 +174,77 @@ impl PersistSink {
                     Msg::Delete(uid, _) => uid,
                     _ => return,
                 };
-                // Nothing is lost: the writer reads the object's current state from the graph.
+                // Nothing is lost: the object's current state is sent once the channel has room
+                // (`resend_dirty`).
                 self.shared.stats.overflowed.fetch_add(1, Ordering::Relaxed);
                 let mut dirty = self.shared.dirty.lock();
                 if dirty.insert(uid) {
                     self.shared
                         .dirty_count
-                        .store(dirty.len(), Ordering::Relaxed);
+                        .store(dirty.len(), Ordering::Release);
                 }
             }
         }
+    }
+
+    /// Frees the object versions the Redis writer is done with (those written and since replaced,
+    /// and snapshot images). It sends them back rather than dropping them itself: dropping the
+    /// last reference frees memory and may take the string interner's lock, and the writer runs
+    /// in the idle scheduling class, where being preempted while holding that lock would hold up
+    /// the threads that intern. Without persistence the graph's writer frees replaced versions
+    /// anyway; the graph's writer calls this between batches, outside the graph's lock.
+    pub fn drop_superseded(&self) {
+        while let Ok(versions) = self.superseded.try_recv() {
+            drop(versions);
+        }
+    }
+
+    /// Whether objects wait to be sent again after overflowing the channel.
+    pub fn has_dirty(&self) -> bool {
+        self.shared.dirty_count.load(Ordering::Acquire) > 0
+    }
+
+    /// Sends the current state of objects whose changes overflowed the channel, as many as it
+    /// has room for (all of them, waiting for room, when `wait`); returns whether some are left.
+    ///
+    /// Only the graph's writer calls this, between batches, with `graph` as it is now, so the
+    /// channel stays in generation order: these states are the newest of their objects, sent
+    /// after every older change. The Redis writer never reads the graph, so it shares no lock
+    /// with ingest or the queries and can run in the idle scheduling class.
+    pub fn resend_dirty(&self, graph: &Graph, wait: bool) -> bool {
+        if !self.has_dirty() {
+            return false;
+        }
+        let generation = graph.generation();
+        let mut dirty = self.shared.dirty.lock();
+        let room = if wait {
+            dirty.len()
+        } else {
+            self.tx.capacity().unwrap_or(usize::MAX) - self.tx.len()
+        };
+        let uids: Vec<Uid> = dirty.iter().take(room).cloned().collect();
+        for uid in uids {
+            let msg = match graph.find_uid(&uid) {
+                Some(n) => Msg::Upsert(graph.object(n).clone(), generation),
+                None => Msg::Delete(uid.clone(), generation),
+            };
+            let sent = if wait {
+                // Only a stopped Redis writer refuses (it takes messages even while Redis is away).
+                self.tx.send(msg).is_ok()
+            } else {
+                !matches!(self.tx.try_send(msg), Err(TrySendError::Full(_)))
+            };
+            if !sent {
+                break;
+            }
+            dirty.remove(&uid);
+        }
+        // After the sends: a Redis writer that reads no dirty object left finds their states in
+        // the channel (see writer::Writer::answer).
+        self.shared
+            .dirty_count
+            .store(dirty.len(), Ordering::Release);
+        !dirty.is_empty()
     }
 }
 
@@ -195,11 +261,14 @@ pub struct PendingWriter {
     rx: Receiver<Msg>,
     tx: Sender<Msg>,
     shared: Arc<Shared>,
+    superseded: Sender<Superseded>,
 }
 
 /// Creates the channel: the sink for the graph's writer, and the writer-to-be.
 pub fn channel(cfg: PersistConfig) -> (PersistSink, PendingWriter) {
     let (tx, rx) = crossbeam_channel::bounded(cfg.channel_capacity);
+    // Unbounded, and only ever polled: sending on it never takes a lock (see `drop_superseded`).
+    let (superseded_tx, superseded) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         stats: PersistStats::default(),
         dirty: Mutex::new(FxHashSet::default()),
@@ -210,12 +279,14 @@ pub fn channel(cfg: PersistConfig) -> (PersistSink, PendingWriter) {
         PersistSink {
             tx: tx.clone(),
             shared: shared.clone(),
+            superseded,
         },
         PendingWriter {
             cfg,
             rx,
             tx,
             shared,
+            superseded: superseded_tx,
         },
     )
 }
@@ -241,7 +312,14 @@ pub struct Recovered {
 impl PendingWriter {
     /// Starts the writer thread over `graph`, whose contents are `restored`.
     pub fn start(self, graph: GraphHandle, restored: Recovered) -> Persistence {
-        let w = writer::Writer::new(self.cfg, self.rx, graph, self.shared.clone(), restored);
+        let w = writer::Writer::new(
+            self.cfg,
+            self.rx,
+            graph,
+            self.shared.clone(),
+            self.superseded,
+            restored,
+        );
         let thread = std::thread::Builder::new()
             .name("astrolabe-redis".into())
             .spawn(move || w.run())

@@ -4,9 +4,10 @@
 //!
 //! Ordering. The graph's writer sends each change with the graph generation it produced, while
 //! it still holds the graph's write lock, so the channel carries changes in generation order.
-//! When the channel is full, the change's uid goes into the shared dirty set instead; this thread
-//! later reads those objects' current state from the graph, and remembers the generation it read
-//! at (a floor) so that older changes still queued for them are not written over the newer state.
+//! When the channel is full, the change's uid goes into the shared dirty set instead, and the
+//! graph's writer sends the object's current state once the channel has room again
+//! (`PersistSink::resend_dirty`), still in order. This thread never reads the graph: it shares no
+//! lock with ingest or the queries, so it can run in the idle scheduling class (see `run`).
 //!
 //! Batches. Everything pending is written as one log entry (one XADD: atomic), so every state the
 //! log acknowledges is the graph's state at some generation. Pending changes are coalesced per uid
@@ -28,7 +29,7 @@ use rustc_hash::FxHashMap;
 
 use super::format::{self, Batch, ChunkInfo, FORMAT_VERSION, Manifest, Op};
 use super::store::{RedisConfig, Store, StoreError};
-use super::{Msg, PersistConfig, Shared, SnapshotReport};
+use super::{Msg, PersistConfig, Shared, SnapshotReport, Superseded};
 use crate::ingest::{GraphHandle, unix_ms};
 use crate::model::{Object, Uid};
 
@@ -46,8 +47,15 @@ const LOG_BYTES_MIN: u64 = 64 * 1024 * 1024;
 /// Operations per part of a log entry, at least: below this, one thread encodes the entry.
 const PART_OPS: usize = 2_000;
 
-/// A pending change: the generation it was produced at, and the state (`None`: deleted).
-type Pending = (u64, Option<Arc<Object>>);
+/// A pending change: the object's state (`None`: deleted).
+type Pending = Option<Arc<Object>>;
+
+/// A flush or a snapshot asked for, answered once no overflowed object is left to be sent again
+/// (see [`Writer::answer`]).
+enum Request {
+    Flush(crossbeam_channel::Sender<Result<(), String>>),
+    Snapshot(crossbeam_channel::Sender<Result<SnapshotReport, String>>),
+}
 
 pub(super) struct Writer {
     cfg: PersistConfig,
@@ -58,9 +66,12 @@ pub(super) struct Writer {
     /// What Redis holds, as far as this thread knows (acknowledged writes).
     mirror: FxHashMap<Uid, Arc<Object>>,
     pending: FxHashMap<Uid, Pending>,
-    /// Uids read from the graph after overflowing, with the generation they were read at.
-    floors: FxHashMap<Uid, u64>,
-    floors_until: u64,
+    /// Flushes and snapshots asked for and not answered yet.
+    waiting: Vec<Request>,
+    /// Versions replaced in `pending` or `mirror`, to be sent back to the graph's writer, which
+    /// frees them (see `PersistSink::drop_superseded`).
+    replaced: Superseded,
+    superseded: crossbeam_channel::Sender<Superseded>,
     /// The highest generation processed.
     seen_generation: u64,
     /// The last log entry written ("0-0" before any).
@@ -102,6 +113,7 @@ impl Writer {
         rx: Receiver<Msg>,
         graph: GraphHandle,
         shared: Arc<Shared>,
+        superseded: crossbeam_channel::Sender<Superseded>,
         restored: super::Recovered,
     ) -> Writer {
         Writer {
@@ -117,8 +129,9 @@ impl Writer {
                 .map(|o| (o.uid.clone(), o))
                 .collect(),
             pending: FxHashMap::default(),
-            floors: FxHashMap::default(),
-            floors_until: 0,
+            waiting: Vec::new(),
+            replaced: Vec::new(),
+            superseded,
             seen_generation: 0,
             last_log_id: restored.log_id,
             next_attempt: Instant::now(),
@@ -135,8 +148,9 @@ impl Writer {
 
     pub(super) fn run(mut self) {
         // Persistence is background work: the channel and the dirty set absorb any delay, so the
-        // ingest thread and the queries get the cores first.
-        lower_priority(WRITER_NICE);
+        // ingest thread and the queries get the cores first, and a waking query preempts this
+        // thread at once (see `idle_priority`). It holds no lock they take.
+        idle_priority();
         loop {
             match self.rx.recv_timeout(self.cfg.flush_interval) {
                 Ok(msg) => {
@@ -149,6 +163,9 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !self.answer() {
+                break;
             }
             self.tick();
         }
@@ -176,7 +193,7 @@ impl Writer {
             // The deadline is also checked while messages keep coming: a stream faster than
             // this thread drains must not keep it from writing (or reconnecting) forever.
             let mut taken = 0u32;
-            while self.pending.len() < batch {
+            while self.pending.len() < batch && !self.answerable() {
                 match self.rx.try_recv() {
                     Ok(msg) => {
                         if !self.handle(msg) {
@@ -192,7 +209,7 @@ impl Writer {
                 }
             }
             let now = Instant::now();
-            if self.pending.len() >= batch || now >= deadline {
+            if self.pending.len() >= batch || now >= deadline || self.answerable() {
                 return true;
             }
             std::thread::sleep(slice.min(deadline - now));
@@ -204,71 +221,72 @@ impl Writer {
         match msg {
             Msg::Upsert(obj, g) => self.note(obj.uid.clone(), g, Some(obj)),
             Msg::Delete(uid, g) => self.note(uid, g, None),
-            Msg::Flush(reply) => {
-                // Done means Redis holds the graph as of now: a repair is part of that.
-                self.resolve_dirty();
-                if self.running.as_ref().is_some_and(|r| r.repair) {
-                    self.wait_snapshot();
-                }
-                let r = self.ensure_connected().and_then(|()| {
-                    if self.repair_due {
-                        self.snapshot().map(|_| ())
-                    } else {
-                        self.flush()
-                    }
-                });
-                let _ = reply.send(r.map_err(|e| e.to_string()));
-            }
-            Msg::Snapshot(reply) => {
-                self.resolve_dirty();
-                let r = self
-                    .ensure_connected()
-                    .and_then(|()| self.flush())
-                    .and_then(|()| self.snapshot());
-                let _ = reply.send(r.map_err(|e| e.to_string()));
-            }
+            Msg::Flush(reply) => self.waiting.push(Request::Flush(reply)),
+            Msg::Snapshot(reply) => self.waiting.push(Request::Snapshot(reply)),
             Msg::Stop => return false,
         }
         true
     }
 
+    /// The channel is in generation order, so the last message about an object is its newest
+    /// state.
     fn note(&mut self, uid: Uid, g: u64, state: Option<Arc<Object>>) {
         self.seen_generation = self.seen_generation.max(g);
-        if g > self.floors_until {
-            // Every change older than the floors has gone by (the channel is in generation order).
-            self.floors.clear();
-        }
-        if self.floors.get(&uid).is_some_and(|f| *f >= g) {
-            return;
-        }
-        match self.pending.get(&uid) {
-            Some((pg, _)) if *pg > g => {}
-            _ => {
-                self.pending.insert(uid, (g, state));
-            }
+        if let Some(Some(old)) = self.pending.insert(uid, state) {
+            self.replaced.push(old);
         }
     }
 
-    /// Reads the current state of the objects whose changes overflowed the channel.
-    fn resolve_dirty(&mut self) {
-        let uids: Vec<Uid> = {
-            let mut dirty = self.shared.dirty.lock();
-            if dirty.is_empty() {
-                return;
-            }
-            dirty.drain().collect()
-        };
-        self.shared.dirty_count.store(0, Ordering::Relaxed);
-        let g = self.graph.read();
-        let at = g.generation();
-        for uid in uids {
-            let state = g.find_uid(&uid).map(|n| g.object(n).clone());
-            self.floors.insert(uid.clone(), at);
-            self.pending.insert(uid, (at, state));
+    /// Whether a flush or snapshot asked for can be answered now (see [`Writer::answer`]).
+    fn answerable(&self) -> bool {
+        !self.waiting.is_empty() && self.shared.dirty_count.load(Ordering::Acquire) == 0
+    }
+
+    /// Answers the flushes and snapshots asked for. "Done" means Redis holds the graph as it was
+    /// when asked, including objects that overflowed the channel: so they are answered only once
+    /// the graph's writer has sent every overflowed object again. Those sends precede the dirty
+    /// count it then stores, so they are in the channel, and are taken first. Returns false when
+    /// the thread should stop.
+    fn answer(&mut self) -> bool {
+        if !self.answerable() {
+            return true;
         }
-        drop(g);
-        self.floors_until = self.floors_until.max(at);
-        self.seen_generation = self.seen_generation.max(at);
+        for _ in 0..self.rx.len() {
+            match self.rx.try_recv() {
+                Ok(msg) => {
+                    if !self.handle(msg) {
+                        return false;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        for request in std::mem::take(&mut self.waiting) {
+            match request {
+                Request::Flush(reply) => {
+                    // A repair is part of "Redis holds the graph".
+                    if self.running.as_ref().is_some_and(|r| r.repair) {
+                        self.wait_snapshot();
+                    }
+                    let r = self.ensure_connected().and_then(|()| {
+                        if self.repair_due {
+                            self.snapshot().map(|_| ())
+                        } else {
+                            self.flush()
+                        }
+                    });
+                    let _ = reply.send(r.map_err(|e| e.to_string()));
+                }
+                Request::Snapshot(reply) => {
+                    let r = self
+                        .ensure_connected()
+                        .and_then(|()| self.flush())
+                        .and_then(|()| self.snapshot());
+                    let _ = reply.send(r.map_err(|e| e.to_string()));
+                }
+            }
+        }
+        true
     }
 
     /// Periodic work: overflowed objects, the flush, snapshots, reconnection.
@@ -285,10 +303,6 @@ impl Writer {
             .is_some_and(|r| r.thread.is_finished())
         {
             self.wait_snapshot();
-        }
-        self.resolve_dirty();
-        if self.rx.is_empty() {
-            self.floors.clear();
         }
         if self.ensure_connected().is_err() {
             return;
@@ -387,7 +401,7 @@ impl Writer {
         let ops: Vec<Op> = self
             .pending
             .iter()
-            .map(|(uid, (_, state))| match state {
+            .map(|(uid, state)| match state {
                 Some(o) => Op::Upsert(o.clone()),
                 None => Op::Delete(uid.clone()),
             })
@@ -439,7 +453,9 @@ impl Writer {
             chunk_objects: self.cfg.snapshot_chunk_objects,
             ..How::FULL
         };
-        let written = write_image(store, image, graph_generation, log_id, how)?;
+        let written = write_image(store, &image, graph_generation, log_id, how);
+        self.give_back(image);
+        let written = written?;
         self.commit_pending();
         self.snapshot_due = false;
         self.repair_due = false;
@@ -454,6 +470,7 @@ impl Writer {
         let image = image(&self.mirror, &self.pending);
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
         let redis = self.cfg.redis.clone();
+        let superseded = self.superseded.clone();
         let how = How {
             pace: Pace::Background,
             chunk_objects: self.cfg.snapshot_chunk_objects,
@@ -463,8 +480,12 @@ impl Writer {
             .name("astrolabe-snapshot".into())
             .spawn(move || {
                 idle_priority();
-                let mut store = connect(&redis)?;
-                write_image(&mut store, image, graph_generation, log_id, how)
+                let written = connect(&redis).and_then(|mut store| {
+                    write_image(&mut store, &image, graph_generation, log_id, how)
+                });
+                // Freed by the graph's writer, as the writer's own replaced versions are.
+                let _ = superseded.send(image);
+                written
             })
             .map_err(|e| StoreError::Foreign(format!("cannot start a snapshot thread: {e}")))?;
         self.running = Some(Running {
@@ -541,20 +562,30 @@ impl Writer {
 
     /// Redis acknowledged everything pending: it is now what Redis holds.
     fn commit_pending(&mut self) {
-        for (uid, (_, state)) in self.pending.drain() {
-            match state {
-                Some(o) => {
-                    self.mirror.insert(uid, o);
-                }
-                None => {
-                    self.mirror.remove(&uid);
-                }
-            }
+        for (uid, state) in self.pending.drain() {
+            // The uids dropped here are not the last references: the versions sent back hold
+            // theirs.
+            let old = match state {
+                Some(o) => self.mirror.insert(uid, o),
+                None => self.mirror.remove(&uid),
+            };
+            self.replaced.extend(old);
         }
+        self.give_back(Vec::new());
         self.shared
             .stats
             .acked_generation
             .store(self.seen_generation, Ordering::Relaxed);
+    }
+
+    /// Sends the versions replaced so far, and `more`, back to the graph's writer to free.
+    fn give_back(&mut self, more: Superseded) {
+        let mut versions = std::mem::take(&mut self.replaced);
+        versions.extend(more);
+        if !versions.is_empty() {
+            // Refused only once the graph's writer is gone: then they are freed here.
+            let _ = self.superseded.send(versions);
+        }
     }
 
     /// On stop: what is queued is flushed (best effort; the caller bounds the time).
@@ -565,11 +596,19 @@ impl Writer {
                 self.handle(msg);
             }
         }
-        self.resolve_dirty();
         if self.ensure_connected().is_ok()
             && let Err(e) = self.flush()
         {
             self.failed(&e);
+        }
+        let dirty = self.shared.dirty_count.load(Ordering::Acquire);
+        if dirty > 0 {
+            // The graph's writer sends them before it stops; it did not stop first.
+            tracing::warn!(
+                dirty,
+                "persistence: stopping with objects that overflowed the channel unwritten; the \
+                 source's next full lists repair them"
+            );
         }
     }
 }
@@ -587,7 +626,7 @@ fn image(
         .iter()
         .filter(|(uid, _)| !pending.contains_key(*uid))
         .map(|(_, o)| o.clone())
-        .chain(pending.values().filter_map(|(_, s)| s.clone()))
+        .chain(pending.values().filter_map(Clone::clone))
         .collect()
 }
 
@@ -629,7 +668,7 @@ impl How {
 /// [`write_generation`]): (generation, objects, bytes).
 fn write_image(
     store: &mut Store,
-    image: Vec<Arc<Object>>,
+    image: &[Arc<Object>],
     graph_generation: u64,
     log_id: String,
     how: How,
@@ -718,14 +757,18 @@ pub(super) fn grouped_by_namespace<'a>(
     out
 }
 
-/// Where the idle scheduling class is missing: the nice value of a background snapshot.
+/// Where the idle scheduling class is missing: the nice value of background work.
 const BACKGROUND_NICE: i8 = 19;
 
-/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`), for a snapshot
-/// written in the background (which encodes on that thread alone, see [`Pace`]): it runs on cores nothing else wants,
-/// and a waking ingest or query thread preempts it at once (a niced thread may run on to the end
-/// of its time slice first, which measurably delayed short queries). It still gets a sliver of a
-/// saturated machine, so it ends, and until then the log holds everything.
+/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`), which the threads it
+/// then creates inherit: for the Redis writer (and so its encoding threads and the snapshots it
+/// waits for) and for a snapshot written in the background. They run on cores nothing else wants,
+/// and a waking ingest or query thread preempts them at once (a thread at nice 10 may run on to
+/// the end of its time slice first, which measurably delayed short queries on Linux 6.18's
+/// EEVDF). They still get a sliver of a saturated machine, so they progress; until then the
+/// channel, the dirty set and the log hold everything. Leaving the class would need a privilege,
+/// so these threads take no lock that ingest or the queries wait on (the graph's lock in
+/// particular; see `PersistSink::resend_dirty`).
 fn idle_priority() {
     #[cfg(target_os = "linux")]
     {
@@ -747,9 +790,6 @@ fn idle_priority() {
     }
     lower_priority(BACKGROUND_NICE);
 }
-
-/// The nice value of the Redis writer thread, its encoding threads and the snapshots it waits for.
-const WRITER_NICE: i8 = 10;
 
 /// Lowers the calling thread's scheduling priority to `nice`, which the threads it then creates
 /// inherit (raising it back would need a privilege, so this is for threads that only do
@@ -834,11 +874,11 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_its_encoders_and_its_background_snapshots_run_at_lower_priority() {
+    fn the_writer_its_encoders_and_its_background_snapshots_run_in_the_idle_class() {
         let outer = (nice(), policy());
         // The writer and its encoders; a background snapshot started from it.
         let (writer, encoders, snapshot) = std::thread::spawn(|| {
-            super::lower_priority(super::WRITER_NICE);
+            super::idle_priority();
             let writer = (nice(), policy());
             let encoders = super::parallel_map(0..4, |_| (nice(), policy()));
             let snapshot = std::thread::spawn(|| {
@@ -851,7 +891,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(writer, (i64::from(super::WRITER_NICE), 0));
+        assert_eq!(writer.1, 5, "SCHED_IDLE");
         assert!(
             encoders.iter().all(|e| *e == writer),
             "{writer:?} vs {encoders:?}"
