@@ -151,8 +151,12 @@ pub struct PersistSink {
     superseded: Receiver<Superseded>,
 }
 
-/// Object versions the Redis writer no longer holds, most of them the last reference left.
+/// Object versions the Redis writer let go of, whose last reference it held.
 pub(crate) type Superseded = Vec<Arc<Object>>;
+
+/// Messages of superseded versions (each at most `writer::GIVE_BACK_CHUNK`) freed per call of
+/// `PersistSink::drop_superseded`.
+const SUPERSEDED_PER_CALL: usize = 4;
 
 impl PersistSink {
     /// Records an object's new state, produced at graph generation `generation`.
@@ -193,8 +197,11 @@ impl PersistSink {
     /// in the idle scheduling class, where being preempted while holding that lock would hold up
     /// the threads that intern. Without persistence the graph's writer frees replaced versions
     /// anyway; the graph's writer calls this between batches, outside the graph's lock.
+    ///
+    /// A few thousand at most per call, so that a call takes well under a millisecond; a
+    /// snapshot's end can give back tens of thousands at once.
     pub fn drop_superseded(&self) {
-        while let Ok(versions) = self.superseded.try_recv() {
+        for versions in self.superseded.try_iter().take(SUPERSEDED_PER_CALL) {
             drop(versions);
         }
     }

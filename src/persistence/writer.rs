@@ -233,7 +233,7 @@ impl Writer {
     fn note(&mut self, uid: Uid, g: u64, state: Option<Arc<Object>>) {
         self.seen_generation = self.seen_generation.max(g);
         if let Some(Some(old)) = self.pending.insert(uid, state) {
-            self.replaced.push(old);
+            keep_last(old, &mut self.replaced);
         }
     }
 
@@ -454,7 +454,10 @@ impl Writer {
             ..How::FULL
         };
         let written = write_image(store, &image, graph_generation, log_id, how);
-        self.give_back(image);
+        for o in image {
+            keep_last(o, &mut self.replaced);
+        }
+        self.give_back();
         let written = written?;
         self.commit_pending();
         self.snapshot_due = false;
@@ -483,8 +486,13 @@ impl Writer {
                 let written = connect(&redis).and_then(|mut store| {
                     write_image(&mut store, &image, graph_generation, log_id, how)
                 });
-                // Freed by the graph's writer, as the writer's own replaced versions are.
-                let _ = superseded.send(image);
+                // Most of the image is still in the mirror; what was replaced meanwhile is freed by
+                // the graph's writer, as the writer's own replaced versions are.
+                let mut last = Vec::new();
+                for o in image {
+                    keep_last(o, &mut last);
+                }
+                send_back(&superseded, last);
                 written
             })
             .map_err(|e| StoreError::Foreign(format!("cannot start a snapshot thread: {e}")))?;
@@ -569,23 +577,20 @@ impl Writer {
                 Some(o) => self.mirror.insert(uid, o),
                 None => self.mirror.remove(&uid),
             };
-            self.replaced.extend(old);
+            if let Some(old) = old {
+                keep_last(old, &mut self.replaced);
+            }
         }
-        self.give_back(Vec::new());
+        self.give_back();
         self.shared
             .stats
             .acked_generation
             .store(self.seen_generation, Ordering::Relaxed);
     }
 
-    /// Sends the versions replaced so far, and `more`, back to the graph's writer to free.
-    fn give_back(&mut self, more: Superseded) {
-        let mut versions = std::mem::take(&mut self.replaced);
-        versions.extend(more);
-        if !versions.is_empty() {
-            // Refused only once the graph's writer is gone: then they are freed here.
-            let _ = self.superseded.send(versions);
-        }
+    /// Sends the versions replaced so far back to the graph's writer to free.
+    fn give_back(&mut self) {
+        send_back(&self.superseded, std::mem::take(&mut self.replaced));
     }
 
     /// On stop: what is queued is flushed (best effort; the caller bounds the time).
@@ -610,6 +615,29 @@ impl Writer {
                  source's next full lists repair them"
             );
         }
+    }
+}
+
+/// Versions sent back to the graph's writer per message: it frees a few messages' worth between
+/// two batches (see `PersistSink::drop_superseded`), so that freeing what a snapshot's image
+/// held last never stalls it.
+pub(super) const GIVE_BACK_CHUNK: usize = 1024;
+
+/// Keeps `version` in `last` if this was its last reference (to be freed by the graph's
+/// writer); otherwise only lets go of it, which frees nothing. (Another holder letting go at the
+/// same instant can still leave the last reference here; rare, and only a free on this thread.)
+fn keep_last(version: Arc<Object>, last: &mut Superseded) {
+    if Arc::strong_count(&version) == 1 {
+        last.push(version);
+    }
+}
+
+/// Sends `versions` to the graph's writer to free, in chunks of [`GIVE_BACK_CHUNK`].
+fn send_back(to: &crossbeam_channel::Sender<Superseded>, mut versions: Superseded) {
+    while !versions.is_empty() {
+        let rest = versions.split_off(versions.len().min(GIVE_BACK_CHUNK));
+        // Refused only once the graph's writer is gone: then they are freed here.
+        let _ = to.send(std::mem::replace(&mut versions, rest));
     }
 }
 
