@@ -55,10 +55,16 @@ struct Options {
     persistence: String,
     rounds: usize,
     load: Option<f64>,
-    /// redis-server's priority: a nice value, or "idle" for the idle scheduling class (standing
-    /// in for a Redis on cores of its own: it runs only when the server and the load leave a
-    /// core free). Empty: as started.
-    redis_priority: String,
+    /// redis-server's priority, if lowered (standing in for a Redis on cores of its own: it
+    /// runs only when the server and the load leave a core free).
+    redis_priority: Option<RedisPriority>,
+}
+
+#[derive(Clone, Copy)]
+enum RedisPriority {
+    Nice(u32),
+    /// The idle scheduling class.
+    Idle,
 }
 
 fn options() -> Options {
@@ -74,7 +80,7 @@ fn options() -> Options {
         persistence: "off".into(),
         rounds: 1,
         load: None,
-        redis_priority: String::new(),
+        redis_priority: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -91,11 +97,10 @@ fn options() -> Options {
             "--churn" => o.churn = value.parse().expect("--churn R"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
             "--redis-nice" => {
-                assert!(
-                    value == "idle" || value.parse::<u32>().is_ok(),
-                    "--redis-nice N|idle"
-                );
-                o.redis_priority = value.clone();
+                o.redis_priority = Some(match value.as_str() {
+                    "idle" => RedisPriority::Idle,
+                    n => RedisPriority::Nice(n.parse().expect("--redis-nice N|idle")),
+                });
             }
             "--load" => {
                 let f: f64 = value.parse().expect("--load F");
@@ -460,7 +465,8 @@ fn run_server(
 ) -> Run {
     let addr = format!("127.0.0.1:{}", free_port());
     let redis = persist.then(RedisServer::start);
-    if let Some(r) = redis.as_ref().filter(|_| o.redis_priority == "idle") {
+    let lowered = redis.as_ref().zip(o.redis_priority);
+    if let Some((r, RedisPriority::Idle)) = lowered {
         // Every thread of it; the children it forks (AOF rewrites) inherit the class.
         let ok = Command::new("chrt")
             .args(["--idle", "--all-tasks", "--pid", "0"])
@@ -469,14 +475,14 @@ fn run_server(
             .status()
             .is_ok_and(|s| s.success());
         assert!(ok, "chrt --idle redis-server");
-    } else if let Some(r) = redis.as_ref().filter(|_| !o.redis_priority.is_empty()) {
+    } else if let Some((r, RedisPriority::Nice(nice))) = lowered {
         // Every thread of it (the nice value is per thread); the children it forks inherit it.
         for task in
             std::fs::read_dir(format!("/proc/{}/task", r.pid())).expect("redis-server's threads")
         {
             let tid = task.expect("a thread").file_name();
             let ok = Command::new("renice")
-                .args(["-n", &o.redis_priority, "-p"])
+                .args(["-n", &nice.to_string(), "-p"])
                 .arg(&tid)
                 .stdout(Stdio::null())
                 .status()
@@ -492,12 +498,10 @@ fn run_server(
         redis.as_ref().map_or(String::new(), |r| format!(
             " --enable-persistence --redis-addr {}{}",
             r.addr(),
-            if o.redis_priority == "idle" {
-                " (redis-server in SCHED_IDLE)".to_string()
-            } else if !o.redis_priority.is_empty() {
-                format!(" (redis-server at nice {})", o.redis_priority)
-            } else {
-                String::new()
+            match o.redis_priority {
+                Some(RedisPriority::Idle) => " (redis-server in SCHED_IDLE)".to_string(),
+                Some(RedisPriority::Nice(n)) => format!(" (redis-server at nice {n})"),
+                None => String::new(),
             }
         ))
     );

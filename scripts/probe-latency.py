@@ -8,7 +8,7 @@ Usage: probe-latency.py PORT SERVER_PID REDIS_PID SECONDS
 """
 import http.client, time, sys, os, glob
 port=int(sys.argv[1]); spid=sys.argv[2]; rpid=sys.argv[3]; dur=float(sys.argv[4])
-c=http.client.HTTPConnection('127.0.0.1',port); 
+c=http.client.HTTPConnection('127.0.0.1',port)
 def cpu(pid):
     out={}
     for t in glob.glob(f'/proc/{pid}/task/*'):
@@ -18,13 +18,8 @@ def cpu(pid):
         except Exception: pass
     return out
 def rcpu(pid):
-    tot=0
-    for t in glob.glob(f'/proc/{pid}/task/*'):
-        try:
-            v=open(t+'/stat').read().split(')')[1].split(); tot+=int(v[11])+int(v[12])
-        except Exception: pass
     ch=[l.strip() for l in os.popen(f'pgrep -P {pid}')]
-    return (tot, len(ch))
+    return (sum(cpu(pid).values()), len(ch))
 def syscpu():
     v=open('/proc/stat').readline().split()[1:]; v=list(map(int,v)); return sum(v)-v[3]-v[4]
 start=time.time(); nxt=start; bucket=start; lat=[]; c0=cpu(spid); r0=rcpu(rpid); s0=syscpu()

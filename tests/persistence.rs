@@ -95,6 +95,12 @@ impl Rig {
         assert!(self.tx.as_ref().unwrap().change(c));
     }
 
+    fn send_all(&mut self, changes: impl IntoIterator<Item = Change>) {
+        for c in changes {
+            self.send(c);
+        }
+    }
+
     /// Lets the graph's writer apply everything sent, then stops it.
     fn drain(&mut self) {
         drop(self.tx.take());
@@ -153,9 +159,7 @@ fn slow_switch_rig(
     };
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(objects, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(objects, &mut cluster));
     (rig, cfg, cluster.expect("demo sets the cluster"))
 }
 
@@ -203,12 +207,8 @@ fn everything_written_behind_is_recovered_exactly() {
     let cfg = config(&redis, "wb");
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(800, &mut cluster) {
-        rig.send(c);
-    }
-    for c in churn(cluster.as_mut().unwrap(), 300) {
-        rig.send(c);
-    }
+    rig.send_all(demo(800, &mut cluster));
+    rig.send_all(churn(cluster.as_mut().unwrap(), 300));
     rig.drain();
     rig.flush(Duration::from_secs(10));
     let r = assert_recovers_exactly(&cfg.redis, &rig.graph);
@@ -232,13 +232,9 @@ fn changes_that_overflow_the_channel_are_written_with_their_objects_current_stat
     };
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(800, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(800, &mut cluster));
     let cluster = cluster.as_mut().unwrap();
-    for c in churn(cluster, 300) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 300));
     // A flush while the graph's writer runs answers once the overflowed objects are in Redis.
     rig.flush(Duration::from_secs(20));
     let overflowed = rig.persistence().stats().overflowed.load(Ordering::Relaxed);
@@ -246,9 +242,7 @@ fn changes_that_overflow_the_channel_are_written_with_their_objects_current_stat
     assert_eq!(rig.persistence().status().dirty, 0);
     assert_recovers_exactly(&cfg.redis, &rig.graph);
     // Objects that overflow as the graph's writer stops are sent before it ends.
-    for c in churn(cluster, 300) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 300));
     rig.drain();
     assert!(rig.persistence().stats().overflowed.load(Ordering::Relaxed) > overflowed);
     rig.flush(Duration::from_secs(20));
@@ -268,9 +262,7 @@ fn versions_the_writer_is_done_with_are_freed_by_the_graphs_writer() {
             _ => None,
         })
         .collect();
-    for o in &objects {
-        rig.send(Change::Upsert(o.clone()));
-    }
+    rig.send_all(objects.iter().map(|o| Change::Upsert(o.clone())));
     rig.flush(Duration::from_secs(10));
     let first: Vec<Weak<Object>> = {
         let g = rig.graph.read();
@@ -294,9 +286,7 @@ fn versions_the_writer_is_done_with_are_freed_by_the_graphs_writer() {
     );
     // The graph's writer frees them after its next batch.
     let mut cluster = cluster.unwrap();
-    for c in churn(&mut cluster, 1) {
-        rig.send(c);
-    }
+    rig.send_all(churn(&mut cluster, 1));
     wait_for(
         "the graph's writer freeing the old versions",
         Duration::from_secs(10),
@@ -313,10 +303,14 @@ fn a_large_batch_is_one_log_entry_in_parts_and_a_bad_part_fails_the_whole_recove
     redis.kill();
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(6000, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(6000, &mut cluster));
     rig.drain();
+    // The writer (in the idle class, so last on a busy machine) has taken every change.
+    wait_for(
+        "the writer taking every change",
+        Duration::from_secs(30),
+        || rig.persistence().status().queue_depth == 0,
+    );
     redis.restart();
     rig.flush(Duration::from_secs(20));
     assert_recovers_exactly(&cfg.redis, &rig.graph);
@@ -373,9 +367,7 @@ fn a_snapshot_and_the_log_after_it_recover_together() {
     let cfg = config(&redis, "snap");
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(800, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(800, &mut cluster));
     rig.send(Change::ListStart(astrolabe::graph::ListScope::everything()));
     rig.send(Change::ListComplete(
         astrolabe::graph::ListScope::everything(),
@@ -509,9 +501,7 @@ fn a_repair_waits_for_the_background_snapshot_instead_of_removing_its_generation
         .arg(writer)
         .query(&mut c)
         .unwrap();
-    for c in churn(&mut cluster, 50) {
-        rig.send(c);
-    }
+    rig.send_all(churn(&mut cluster, 50));
     wait_for("the writer to reconnect", Duration::from_secs(10), || {
         rig.persistence().stats().reconnects.load(Ordering::Relaxed) > 0
     });
@@ -592,15 +582,11 @@ fn a_redis_outage_loses_nothing_and_is_caught_up() {
     let cfg = config(&redis, "outage");
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(600, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(600, &mut cluster));
     rig.flush(Duration::from_secs(10));
     redis.kill();
     // Changes go on while Redis is away; the writer must not block the graph's writer.
-    for c in churn(cluster.as_mut().unwrap(), 300) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster.as_mut().unwrap(), 300));
     wait_for(
         "the writer noticing Redis is gone",
         Duration::from_secs(20),
@@ -621,12 +607,8 @@ fn a_redis_crash_with_aof_every_second_is_repaired_by_the_snapshot_after_reconne
     let cfg = config(&redis, "crash");
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(600, &mut cluster) {
-        rig.send(c);
-    }
-    for c in churn(cluster.as_mut().unwrap(), 100) {
-        rig.send(c);
-    }
+    rig.send_all(demo(600, &mut cluster));
+    rig.send_all(churn(cluster.as_mut().unwrap(), 100));
     rig.flush(Duration::from_secs(10));
     // SIGKILL right after writing: up to the last second of AOF may be lost.
     redis.kill();
@@ -688,18 +670,14 @@ fn a_machine_crash_loses_at_most_the_unsynced_second_never_half_a_batch_and_full
     let mut sent = demo(600, &mut cluster);
     let cluster = cluster.as_mut().unwrap();
     sent.extend(churn(cluster, 100));
-    for c in &sent {
-        rig.send(c.clone());
-    }
+    rig.send_all(sent.iter().cloned());
     let settled = rig.settle();
     rig.flush(Duration::from_secs(10));
     // `appendfsync everysec`: after a second and a half, all of that is on disk.
     std::thread::sleep(Duration::from_millis(1500));
     let synced_len = std::fs::metadata(incremental_aof(&redis)).unwrap().len();
     let more = churn(cluster, 150);
-    for c in &more {
-        rig.send(c.clone());
-    }
+    rig.send_all(more.iter().cloned());
     sent.extend(more);
     let last = rig.settle();
     rig.flush(Duration::from_secs(10));
@@ -744,9 +722,7 @@ fn a_machine_crash_loses_at_most_the_unsynced_second_never_half_a_batch_and_full
         .map(|v| Change::Upsert(Arc::new(p.project(&v).unwrap())))
         .collect();
     rig.send(Change::ListStart(astrolabe::graph::ListScope::everything()));
-    for c in &current {
-        rig.send(c.clone());
-    }
+    rig.send_all(current.iter().cloned());
     rig.send(Change::ListComplete(
         astrolabe::graph::ListScope::everything(),
     ));
@@ -804,18 +780,14 @@ fn through_a_sentinel_failover_the_writer_follows_the_new_master_and_recovery_wo
     cfg.redis.master_name = "astro".into();
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(600, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(600, &mut cluster));
     rig.flush(Duration::from_secs(10));
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 
     // The master dies; changes keep coming while the sentinel promotes the replica.
     master.kill();
     let cluster = cluster.as_mut().unwrap();
-    for c in churn(cluster, 200) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 200));
     let deadline = Instant::now() + Duration::from_secs(60);
     while sentinel.master_port("astro") != replica.port {
         assert!(
@@ -825,9 +797,7 @@ fn through_a_sentinel_failover_the_writer_follows_the_new_master_and_recovery_wo
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    for c in churn(cluster, 100) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 100));
     rig.drain();
     rig.flush(Duration::from_secs(60));
     assert!(rig.persistence().stats().reconnects.load(Ordering::Relaxed) >= 1);
@@ -847,19 +817,13 @@ fn on_a_redis_cluster_the_writer_keeps_going_through_a_node_restart_and_recovery
     cfg.redis.cluster = nodes.iter().map(RedisServer::addr).collect();
     let mut rig = Rig::start(cfg.clone());
     let mut cluster = None;
-    for c in demo(600, &mut cluster) {
-        rig.send(c);
-    }
+    rig.send_all(demo(600, &mut cluster));
     let cluster = cluster.as_mut().unwrap();
-    for c in churn(cluster, 100) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 100));
     rig.flush(Duration::from_secs(10));
     // A snapshot (chunks, manifest, the atomic switch script) and the log after it.
     rig.persistence().snapshot(Duration::from_secs(20)).unwrap();
-    for c in churn(cluster, 100) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 100));
     rig.flush(Duration::from_secs(10));
     let r = assert_recovers_exactly(&cfg.redis, &rig.graph);
     assert!(r.from_snapshot);
@@ -875,9 +839,7 @@ fn on_a_redis_cluster_the_writer_keeps_going_through_a_node_restart_and_recovery
         })
         .expect("one node owns the graph's slot");
     nodes[owner].kill();
-    for c in churn(cluster, 200) {
-        rig.send(c);
-    }
+    rig.send_all(churn(cluster, 200));
     std::thread::sleep(Duration::from_millis(500));
     nodes[owner].restart();
     wait_cluster_ok(&nodes);
@@ -909,9 +871,7 @@ fn unreadable_data_is_reported_and_left_untouched() {
     {
         let mut rig = Rig::start(cfg.clone());
         let mut cluster = None;
-        for c in demo(400, &mut cluster) {
-            rig.send(c);
-        }
+        rig.send_all(demo(400, &mut cluster));
         rig.drain();
         rig.persistence().snapshot(Duration::from_secs(20)).unwrap();
     }

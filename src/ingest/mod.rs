@@ -225,7 +225,7 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
                 Ok(ev) => backlog.push_back(ev),
                 Err(()) => {
                     // Every source is gone: nothing overflowed stays behind.
-                    if let Some(sink) = persist {
+                    if let Some(sink) = persist.filter(|s| s.has_dirty()) {
                         sink.resend_dirty(&shared.graph.read(), true);
                     }
                     return;

@@ -201,9 +201,10 @@ impl PersistSink {
     /// A few thousand at most per call, so that a call takes well under a millisecond; a
     /// snapshot's end can give back tens of thousands at once.
     pub fn drop_superseded(&self) {
-        for versions in self.superseded.try_iter().take(SUPERSEDED_PER_CALL) {
-            drop(versions);
-        }
+        self.superseded
+            .try_iter()
+            .take(SUPERSEDED_PER_CALL)
+            .for_each(drop);
     }
 
     /// Whether objects wait to be sent again after overflowing the channel.
@@ -212,16 +213,13 @@ impl PersistSink {
     }
 
     /// Sends the current state of objects whose changes overflowed the channel, as many as it
-    /// has room for (all of them, waiting for room, when `wait`); returns whether some are left.
+    /// has room for (all of them, waiting for room, when `wait`).
     ///
     /// Only the graph's writer calls this, between batches, with `graph` as it is now, so the
     /// channel stays in generation order: these states are the newest of their objects, sent
     /// after every older change. The Redis writer never reads the graph, so it shares no lock
     /// with ingest or the queries and can run in the idle scheduling class.
-    pub fn resend_dirty(&self, graph: &Graph, wait: bool) -> bool {
-        if !self.has_dirty() {
-            return false;
-        }
+    pub fn resend_dirty(&self, graph: &Graph, wait: bool) {
         let generation = graph.generation();
         let mut dirty = self.shared.dirty.lock();
         let room = if wait {
@@ -251,7 +249,6 @@ impl PersistSink {
         self.shared
             .dirty_count
             .store(dirty.len(), Ordering::Release);
-        !dirty.is_empty()
     }
 }
 

@@ -482,7 +482,7 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("astrolabe-snapshot".into())
             .spawn(move || {
-                idle_priority();
+                // In the idle class, as this thread is (see `run`).
                 let written = connect(&redis).and_then(|mut store| {
                     write_image(&mut store, &image, graph_generation, log_id, how)
                 });
@@ -633,11 +633,15 @@ fn keep_last(version: Arc<Object>, last: &mut Superseded) {
 }
 
 /// Sends `versions` to the graph's writer to free, in chunks of [`GIVE_BACK_CHUNK`].
-fn send_back(to: &crossbeam_channel::Sender<Superseded>, mut versions: Superseded) {
-    while !versions.is_empty() {
-        let rest = versions.split_off(versions.len().min(GIVE_BACK_CHUNK));
+fn send_back(to: &crossbeam_channel::Sender<Superseded>, versions: Superseded) {
+    let mut versions = versions.into_iter();
+    loop {
+        let chunk: Superseded = versions.by_ref().take(GIVE_BACK_CHUNK).collect();
+        if chunk.is_empty() {
+            return;
+        }
         // Refused only once the graph's writer is gone: then they are freed here.
-        let _ = to.send(std::mem::replace(&mut versions, rest));
+        let _ = to.send(chunk);
     }
 }
 
@@ -789,8 +793,8 @@ pub(super) fn grouped_by_namespace<'a>(
 const BACKGROUND_NICE: i8 = 19;
 
 /// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`), which the threads it
-/// then creates inherit: for the Redis writer (and so its encoding threads and the snapshots it
-/// waits for) and for a snapshot written in the background. They run on cores nothing else wants,
+/// then creates inherit: for the Redis writer, and so for its encoding threads and the snapshots
+/// it writes, in the background or not. They run on cores nothing else wants,
 /// and a waking ingest or query thread preempts them at once (a thread at nice 10 may run on to
 /// the end of its time slice first, which measurably delayed short queries on Linux 6.18's
 /// EEVDF). They still get a sliver of a saturated machine, so they progress; until then the
@@ -902,19 +906,15 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_its_encoders_and_its_background_snapshots_run_in_the_idle_class() {
+    fn the_writer_and_every_thread_it_starts_run_in_the_idle_class() {
         let outer = (nice(), policy());
-        // The writer and its encoders; a background snapshot started from it.
+        // The writer; its encoders; a background snapshot started from it, as `start_snapshot`
+        // does (it sets no priority of its own).
         let (writer, encoders, snapshot) = std::thread::spawn(|| {
             super::idle_priority();
             let writer = (nice(), policy());
             let encoders = super::parallel_map(0..4, |_| (nice(), policy()));
-            let snapshot = std::thread::spawn(|| {
-                super::idle_priority();
-                policy()
-            })
-            .join()
-            .unwrap();
+            let snapshot = std::thread::spawn(|| (nice(), policy())).join().unwrap();
             (writer, encoders, snapshot)
         })
         .join()
@@ -924,7 +924,7 @@ mod tests {
             encoders.iter().all(|e| *e == writer),
             "{writer:?} vs {encoders:?}"
         );
-        assert_eq!(snapshot, 5, "SCHED_IDLE");
+        assert_eq!(snapshot, writer);
         assert_eq!(
             (nice(), policy()),
             outer,
