@@ -9,6 +9,8 @@
 //! - `restore`: a snapshot of the whole graph written, then read back and the graph rebuilt
 //!   (in-process, by phase), then `astrolabe serve` started on it as a process: time from exec to
 //!   serving the restored graph.
+//! - `restore-log`: the worst case of the same: a snapshot, then as much log after it as the
+//!   writer lets grow before it replaces the log with a new snapshot, all read back in-process.
 //! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
 //!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
@@ -511,8 +513,9 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         })
         .expect("recovers");
         println!(
-            "in-process round {round}: Redis to a built graph {:.2?} (of which applying to the graph {building:.2?}); {} objects, {} nodes",
+            "in-process round {round}: Redis to a built graph {:.2?} (of which applying to the graph {building:.2?}); {} log entries replayed; {} objects, {} nodes",
             t.elapsed(),
+            r.log_batches,
             r.objects.len(),
             g.node_count()
         );
@@ -582,6 +585,68 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
     }
     // The snapshot the server wrote at its last exit, read in-process.
     restore_in_process(&redis, 4..=4);
+}
+
+/// The worst case of recovery: the log as long as it grows before the writer replaces it with a
+/// snapshot (twice the last snapshot's bytes), all of it replayed on top of the snapshot.
+fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>]) {
+    println!("\n## restore-log: a graph from Redis, with the longest log the writer lets grow");
+    let redis = &Redis::start();
+    let cfg = config(redis);
+    let capacity = cfg.channel_capacity;
+    let rig = Rig::start(cfg, a);
+    let observer = rig.persistence().observer();
+    let snapshot = rig
+        .persistence()
+        .snapshot(Duration::from_secs(300))
+        .expect("snapshot");
+    let stats = observer.stats();
+    let (bytes0, objects0, snapshots0) = (
+        stats.log_bytes.load(Ordering::Relaxed),
+        stats.objects.load(Ordering::Relaxed),
+        stats.snapshots.load(Ordering::Relaxed),
+    );
+    // Just under the trigger: the producer holds at the target, but what is already in the
+    // channel (up to half its capacity) is still written after it.
+    let target = snapshot.bytes * 2 * 95 / 100;
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (tx, a, b, stop) = (rig.tx().clone(), a.to_vec(), b.to_vec(), stop.clone());
+        let observer = observer.clone();
+        std::thread::spawn(move || {
+            produce(&tx, &a, &b, 0, &stop, &|| {
+                observer.status().queue_depth > capacity / 2
+                    || observer.stats().log_bytes.load(Ordering::Relaxed) - bytes0 >= target
+            })
+        })
+    };
+    while stats.log_bytes.load(Ordering::Relaxed) - bytes0 < target {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    producer.join().expect("the producer");
+    rig.persistence()
+        .flush(Duration::from_secs(300))
+        .expect("flush");
+    // A stop writes no snapshot (`serve` takes its final one before it stops persistence), but
+    // waits for one that is running: counted after it.
+    rig.stop();
+    let log_bytes = stats.log_bytes.load(Ordering::Relaxed) - bytes0;
+    let log_objects = stats.objects.load(Ordering::Relaxed) - objects0;
+    let snapshots = stats.snapshots.load(Ordering::Relaxed) - snapshots0;
+    println!(
+        "snapshot {:.1} MB ({} objects), then a log of {:.1} MB ({log_objects} object states, \
+         {:.2} x the snapshot's bytes); snapshots taken meanwhile: {snapshots}",
+        snapshot.bytes as f64 / 1e6,
+        snapshot.objects,
+        log_bytes as f64 / 1e6,
+        log_bytes as f64 / snapshot.bytes as f64,
+    );
+    assert_eq!(
+        snapshots, 0,
+        "the log was replaced by a snapshot: not the worst case"
+    );
+    restore_in_process(redis, 1..=3);
 }
 
 /// Latencies of ingest (sent until visible) and of queries, recorded by background threads into
@@ -870,6 +935,9 @@ fn main() {
     }
     if run("restore") {
         restore(&o, &a);
+    }
+    if run("restore-log") {
+        restore_with_longest_log(&a, &b);
     }
     if run("snapshot") {
         snapshot(&o, &a, &b);

@@ -480,10 +480,16 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
     recover_with(cfg, |_| {})
 }
 
-/// [`recover`], handing every change of the recovered state to `apply` as soon as it is read:
-/// the snapshot's objects chunk by chunk in their stored order (while later chunks are still
-/// being read and decoded on other threads), then the log's operations. A graph built from these
-/// changes is ready when this returns. On an error, what `apply` received must be discarded.
+/// [`recover`], handing every change of the recovered state to `apply` as soon as it is read: the
+/// snapshot's objects chunk by chunk in their stored order (while later chunks are still being
+/// read and decoded on other threads), each as the log after the snapshot left it (objects it
+/// deleted are skipped), then the objects the log added. A graph built from these changes is
+/// ready when this returns. On an error, what `apply` received must be discarded.
+///
+/// The log is read first, decoded on all cores, and reduced to the last state of each object it
+/// touches: replaying it in order on top of the snapshot built every object the log changed
+/// twice or more (at a million objects with the longest log the writer keeps, 1.4 M states
+/// replayed one by one took recovery from 4 to 13 s).
 pub fn recover_with(
     cfg: &RedisConfig,
     mut apply: impl FnMut(Change),
@@ -493,69 +499,106 @@ pub fn recover_with(
         log_id: "0-0".into(),
         ..Recovered::default()
     };
-    // The recovered state, in the order the snapshot stored it (grouped by namespace, which is
-    // what keeps building the graph from it fast), then the log's additions.
-    let mut state: indexmap::IndexMap<Uid, Arc<Object>, rustc_hash::FxBuildHasher> =
-        indexmap::IndexMap::default();
-    if let Some(generation) = store.current()? {
-        let manifest = store.manifest(generation)?;
-        state.reserve(usize::try_from(manifest.objects).unwrap_or(0));
-        read_chunks(cfg, &manifest, |objects| {
-            for o in objects {
+    let manifest = match store.current()? {
+        Some(generation) => Some(store.manifest(generation)?),
+        None => None,
+    };
+    if let Some(m) = &manifest {
+        out.log_id = m.log_id.clone();
+        out.from_snapshot = true;
+        out.snapshot_generation = Some(m.generation);
+        out.graph_generation = m.graph_generation;
+    }
+    // The log first, on all cores: the snapshot's chunks are decoded while the graph is built
+    // from them, which leaves them one core, and they keep up with it.
+    let mut changed = read_log(&mut store, out.log_id.clone())?;
+    let mut objects = Vec::with_capacity(
+        manifest
+            .as_ref()
+            .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0)),
+    );
+    if let Some(m) = &manifest {
+        let mut read = 0u64;
+        read_chunks(cfg, m, |chunk| {
+            read += chunk.len() as u64;
+            for o in chunk {
+                let o = match changed.last.swap_remove(&o.uid) {
+                    Some(Some(newer)) => newer,
+                    Some(None) => continue,
+                    None => o,
+                };
                 apply(Change::Upsert(o.clone()));
-                state.insert(o.uid.clone(), o);
+                objects.push(o);
             }
         })?;
-        if state.len() as u64 != manifest.objects {
+        if read != m.objects {
             return Err(StoreError::Foreign(format!(
-                "snapshot {generation} lists {} objects but holds {}",
-                manifest.objects,
-                state.len()
+                "snapshot {} lists {} objects but holds {read}",
+                m.generation, m.objects
             ))
             .into());
         }
-        out.log_id = manifest.log_id.clone();
-        out.from_snapshot = true;
-        out.snapshot_generation = Some(generation);
-        out.graph_generation = manifest.graph_generation;
     }
-    // Replay the log after the snapshot, in order.
+    // Objects the log added (or changed without the snapshot holding them), in log order.
+    for o in changed.last.into_values().flatten() {
+        apply(Change::Upsert(o.clone()));
+        objects.push(o);
+    }
+    if let Some(id) = changed.last_id {
+        out.log_id = id;
+        out.graph_generation = changed.graph_generation;
+    }
+    out.log_batches = changed.entries;
+    out.objects = objects;
+    Ok(out)
+}
+
+/// What the log after a snapshot leaves: the last state of each object it touches (`None`:
+/// deleted), in the order first touched.
+#[derive(Default)]
+struct LogState {
+    last: indexmap::IndexMap<Uid, Option<Arc<Object>>, rustc_hash::FxBuildHasher>,
+    /// The last entry read, and the graph generation it recorded.
+    last_id: Option<String>,
+    graph_generation: u64,
+    entries: usize,
+}
+
+/// Log entries read per round trip: a few tens of megabytes at most.
+const LOG_ENTRIES_PER_READ: usize = 16;
+
+/// Reads the log after `after` in order, each round trip's entries decoded on all cores.
+fn read_log(store: &mut store::Store, mut after: String) -> Result<LogState, RecoverError> {
+    let mut state = LogState::default();
     loop {
-        let entries = store.log_after(&out.log_id, 512)?;
+        let entries = store.log_after(&after, LOG_ENTRIES_PER_READ)?;
         if entries.is_empty() {
-            break;
+            return Ok(state);
         }
-        for (id, parts) in entries {
-            let mut batches = Vec::with_capacity(parts.len());
-            for (i, (bytes, crc)) in parts.iter().enumerate() {
-                let batch = format::decode_batch(bytes, *crc, &format!("log entry {id} part {i}"))
-                    .map_err(StoreError::from)?;
-                batches.push(batch);
-            }
-            let graph_generation = batches.iter().map(|b| b.graph_generation).max();
-            for op in batches.into_iter().flat_map(|b| b.ops) {
+        let parts = entries
+            .iter()
+            .flat_map(|(id, parts)| parts.iter().enumerate().map(move |(i, p)| (id, i, p)));
+        let decoded = writer::parallel_map(parts, |(id, i, (bytes, crc))| {
+            format::decode_batch(bytes, *crc, &format!("log entry {id} part {i}"))
+        });
+        for batch in decoded {
+            let batch = batch.map_err(StoreError::from)?;
+            state.graph_generation = state.graph_generation.max(batch.graph_generation);
+            for op in batch.ops {
                 match op {
                     format::Op::Upsert(o) => {
-                        apply(Change::Upsert(o.clone()));
-                        state.insert(o.uid.clone(), o);
+                        state.last.insert(o.uid.clone(), Some(o));
                     }
                     format::Op::Delete(uid) => {
-                        if let Some(o) = state.swap_remove(&uid) {
-                            apply(Change::Delete {
-                                key: o.key(),
-                                uid: Some(uid),
-                            });
-                        }
+                        state.last.insert(uid, None);
                     }
                 }
             }
-            out.graph_generation = graph_generation.unwrap_or(out.graph_generation);
-            out.log_batches += 1;
-            out.log_id = id;
         }
+        state.entries += entries.len();
+        after = entries.last().map(|(id, _)| id.clone()).unwrap_or(after);
+        state.last_id = Some(after.clone());
     }
-    out.objects = state.into_values().collect();
-    Ok(out)
 }
 
 /// Reads and decodes a generation's chunks, several at a time on separate connections, and hands

@@ -846,7 +846,7 @@ pub(super) fn cores() -> usize {
 }
 
 /// `f` applied to every item, the items shared among one thread per core; results in order.
-fn parallel_map<T: Sync, R: Send>(
+pub(super) fn parallel_map<T: Sync, R: Send>(
     items: impl Iterator<Item = T>,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
