@@ -249,6 +249,66 @@ fn changes_that_overflow_the_channel_are_written_with_their_objects_current_stat
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 }
 
+fn signal(redis: &RedisServer, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &redis.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} redis-server");
+}
+
+/// Sends SIGCONT to a stopped redis-server when dropped.
+struct Resume<'a>(&'a RedisServer);
+
+impl Drop for Resume<'_> {
+    fn drop(&mut self) {
+        signal(self.0, "-CONT");
+    }
+}
+
+#[test]
+fn a_writer_that_falls_behind_is_reported_while_connected_and_catches_up() {
+    let redis = RedisServer::start();
+    let cfg = PersistConfig {
+        channel_capacity: 4,
+        behind_warning: Duration::from_millis(300),
+        redis: RedisConfig {
+            // A stopped Redis keeps the connection: the writer is behind, not disconnected.
+            timeout: Duration::from_secs(60),
+            ..config(&redis, "behind").redis
+        },
+        ..config(&redis, "behind")
+    };
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    rig.send_all(demo(300, &mut cluster));
+    rig.flush(Duration::from_secs(20));
+    let s = rig.persistence().status();
+    assert!(
+        !s.lagging && s.behind.is_none(),
+        "nothing waits once flushed: {s:?}"
+    );
+    // Redis stops answering (SIGSTOP): the writer waits on its write while changes go on.
+    signal(&redis, "-STOP");
+    // Resumed however the test ends, so that stopping the rig does not wait on it.
+    let _resume = Resume(&redis);
+    let cluster = cluster.as_mut().unwrap();
+    rig.send_all(churn(cluster, 100));
+    wait_for(
+        "the writer reported behind while connected",
+        Duration::from_secs(20),
+        || {
+            let s = rig.persistence().status();
+            s.lagging && s.connected && s.behind.is_some_and(|b| b > Duration::from_millis(300))
+        },
+    );
+    signal(&redis, "-CONT");
+    rig.flush(Duration::from_secs(30));
+    let s = rig.persistence().status();
+    assert!(!s.lagging && s.dirty == 0, "caught up: {s:?}");
+    assert_recovers_exactly(&cfg.redis, &rig.graph);
+}
+
 #[test]
 fn versions_the_writer_is_done_with_are_freed_by_the_graphs_writer() {
     let redis = RedisServer::start();

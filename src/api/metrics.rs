@@ -300,7 +300,7 @@ impl Collector for PersistCollector {
         let s = self.0.status();
         let st = self.0.stats();
         let age = |ms: u64| age_since_ms(ms).map_or(-1.0, |d| d.as_secs_f64());
-        let gauges: [(&str, &str, f64); 10] = [
+        let gauges: [(&str, &str, f64); 11] = [
             (
                 "astrolabe_persistence_connected",
                 "1 when the writer has a working Redis connection",
@@ -315,6 +315,11 @@ impl Collector for PersistCollector {
                 "astrolabe_persistence_dirty_objects",
                 "Objects marked dirty after the queue overflowed",
                 s.dirty as f64,
+            ),
+            (
+                "astrolabe_persistence_behind_seconds",
+                "How long the oldest change not yet written to Redis has waited (0 when none waits)",
+                s.behind.map_or(0.0, |d| d.as_secs_f64()),
             ),
             (
                 "astrolabe_persistence_flush_seconds",

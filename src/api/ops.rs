@@ -202,9 +202,20 @@ fn persistence_check(p: &crate::persistence::PersistObserver) -> Check {
     if let Some(e) = s.last_error.filter(|_| !s.connected) {
         details.push_str(&format!("; last error: {e}"));
     }
+    if let Some(b) = s.behind.filter(|_| s.lagging && s.connected) {
+        details.push_str(&format!(
+            "; writing behind: changes have waited {:.1} s (the writer is short of CPU, or Redis \
+             is too slow for the rate of change)",
+            b.as_secs_f64()
+        ));
+    }
     Check {
         name: "persistence",
-        status: if s.connected { "pass" } else { "warn" },
+        status: if s.connected && !s.lagging {
+            "pass"
+        } else {
+            "warn"
+        },
         observed_value: serde_json::json!(s.connected),
         details,
     }

@@ -47,6 +47,9 @@ pub struct PersistConfig {
     pub max_log_entry: usize,
     /// Capacity of the channel from the graph's writer.
     pub channel_capacity: usize,
+    /// How long changes may wait unwritten (while Redis is reachable) before health reports the
+    /// writer as behind: it is starved of CPU, or Redis is too slow for the rate of change.
+    pub behind_warning: Duration,
     /// First and longest wait between reconnection attempts.
     pub reconnect_min: Duration,
     /// See `reconnect_min`.
@@ -70,6 +73,7 @@ impl Default for PersistConfig {
             batch_size: 10_000,
             max_log_entry: 50_000,
             channel_capacity: 65_536,
+            behind_warning: Duration::from_secs(30),
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             snapshot_switch_delay: Duration::ZERO,
@@ -139,6 +143,12 @@ pub(crate) struct Shared {
     pub(crate) stats: PersistStats,
     dirty: Mutex<FxHashSet<Uid>>,
     dirty_count: AtomicUsize,
+    /// Unix ms since when objects have been dirty (meaningful while `dirty_count` > 0).
+    dirty_since_ms: AtomicU64,
+    /// Unix ms since when the writer has held changes it has not written (0: none), set by the
+    /// writer.
+    pub(crate) pending_since_ms: AtomicU64,
+    behind_warning: Duration,
     last_error: Mutex<Option<String>>,
 }
 
@@ -182,6 +192,11 @@ impl PersistSink {
                 // (`resend_dirty`).
                 self.shared.stats.overflowed.fetch_add(1, Ordering::Relaxed);
                 let mut dirty = self.shared.dirty.lock();
+                if dirty.is_empty() {
+                    self.shared
+                        .dirty_since_ms
+                        .store(unix_ms(), Ordering::Relaxed);
+                }
                 if dirty.insert(uid) {
                     self.shared
                         .dirty_count
@@ -277,6 +292,9 @@ pub fn channel(cfg: PersistConfig) -> (PersistSink, PendingWriter) {
         stats: PersistStats::default(),
         dirty: Mutex::new(FxHashSet::default()),
         dirty_count: AtomicUsize::new(0),
+        dirty_since_ms: AtomicU64::new(0),
+        pending_since_ms: AtomicU64::new(0),
+        behind_warning: cfg.behind_warning,
         last_error: Mutex::new(None),
     });
     (
@@ -354,6 +372,11 @@ pub struct PersistStatus {
     pub queue_depth: usize,
     /// Objects marked dirty after the channel overflowed.
     pub dirty: usize,
+    /// How long the oldest change not yet written has waited, if any waits: in the writer's
+    /// hands, or marked dirty after the channel overflowed.
+    pub behind: Option<Duration>,
+    /// Whether `behind` is longer than [`PersistConfig::behind_warning`].
+    pub lagging: bool,
     /// The last error, if any.
     pub last_error: Option<String>,
 }
@@ -443,10 +466,24 @@ impl PersistObserver {
 
     /// Connection, queue, dirty set, last error.
     pub fn status(&self) -> PersistStatus {
+        let dirty = self.shared.dirty_count.load(Ordering::Relaxed);
+        let since = |at: &AtomicU64| {
+            let ms = at.load(Ordering::Relaxed);
+            (ms > 0).then(|| Duration::from_millis(unix_ms().saturating_sub(ms)))
+        };
+        let behind = [
+            since(&self.shared.pending_since_ms),
+            since(&self.shared.dirty_since_ms).filter(|_| dirty > 0),
+        ]
+        .into_iter()
+        .flatten()
+        .max();
         PersistStatus {
             connected: self.shared.stats.connected.load(Ordering::Relaxed),
             queue_depth: self.tx.len(),
-            dirty: self.shared.dirty_count.load(Ordering::Relaxed),
+            dirty,
+            behind,
+            lagging: behind.is_some_and(|b| b > self.shared.behind_warning),
             last_error: self.shared.last_error.lock().clone(),
         }
     }

@@ -232,6 +232,11 @@ impl Writer {
     /// state.
     fn note(&mut self, uid: Uid, g: u64, state: Option<Arc<Object>>) {
         self.seen_generation = self.seen_generation.max(g);
+        if self.pending.is_empty() {
+            self.shared
+                .pending_since_ms
+                .store(unix_ms(), Ordering::Relaxed);
+        }
         if let Some(Some(old)) = self.pending.insert(uid, state) {
             keep_last(old, &mut self.replaced);
         }
@@ -582,6 +587,7 @@ impl Writer {
             }
         }
         self.give_back();
+        self.shared.pending_since_ms.store(0, Ordering::Relaxed);
         self.shared
             .stats
             .acked_generation
