@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
-use rustc_hash::FxHashSet;
 use thiserror::Error;
 
 pub use format::{FORMAT_VERSION, FormatError, Manifest};
@@ -141,7 +140,9 @@ pub struct PersistStats {
 
 pub(crate) struct Shared {
     pub(crate) stats: PersistStats,
-    dirty: Mutex<FxHashSet<Uid>>,
+    /// Taken from the back (`resend_dirty`): a hash set taken from the front would scan the
+    /// buckets it emptied before on every call.
+    dirty: Mutex<indexmap::IndexSet<Uid, rustc_hash::FxBuildHasher>>,
     dirty_count: AtomicUsize,
     /// Unix ms since when objects have been dirty (meaningful while `dirty_count` > 0).
     dirty_since_ms: AtomicU64,
@@ -242,9 +243,11 @@ impl PersistSink {
         } else {
             self.tx.capacity().unwrap_or(usize::MAX) - self.tx.len()
         };
-        let uids: Vec<Uid> = dirty.iter().take(room).cloned().collect();
-        for uid in uids {
-            let msg = match graph.find_uid(&uid) {
+        for _ in 0..room {
+            let Some(uid) = dirty.last() else {
+                break;
+            };
+            let msg = match graph.find_uid(uid) {
                 Some(n) => Msg::Upsert(graph.object(n).clone(), generation),
                 None => Msg::Delete(uid.clone(), generation),
             };
@@ -257,7 +260,7 @@ impl PersistSink {
             if !sent {
                 break;
             }
-            dirty.remove(&uid);
+            dirty.pop();
         }
         // After the sends: a Redis writer that reads no dirty object left finds their states in
         // the channel (see writer::Writer::answer).
@@ -290,7 +293,7 @@ pub fn channel(cfg: PersistConfig) -> (PersistSink, PendingWriter) {
     let (superseded_tx, superseded) = crossbeam_channel::unbounded();
     let shared = Arc::new(Shared {
         stats: PersistStats::default(),
-        dirty: Mutex::new(FxHashSet::default()),
+        dirty: Mutex::new(indexmap::IndexSet::default()),
         dirty_count: AtomicUsize::new(0),
         dirty_since_ms: AtomicU64::new(0),
         pending_since_ms: AtomicU64::new(0),
