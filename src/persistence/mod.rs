@@ -636,7 +636,7 @@ fn read_log(store: &mut store::Store, mut after: String) -> Result<LogState, Rec
             }
         }
         state.entries += entries.len();
-        after = entries.last().map(|(id, _)| id.clone()).unwrap_or(after);
+        after.clone_from(&entries[entries.len() - 1].0);
         state.last_id = Some(after.clone());
     }
 }
