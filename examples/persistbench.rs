@@ -10,7 +10,9 @@
 //!   (in-process, by phase), then `astrolabe serve` started on it as a process: time from exec to
 //!   serving the restored graph.
 //! - `restore-log`: the worst case of the same: a snapshot, then as much log after it as the
-//!   writer lets grow before it replaces the log with a new snapshot, all read back in-process.
+//!   writer lets grow before it replaces the log with a new snapshot, all read back in-process;
+//!   once with the log changing every object, once with it changing a tenth of them over and
+//!   over.
 //! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
 //!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
@@ -513,9 +515,12 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         })
         .expect("recovers");
         println!(
-            "in-process round {round}: Redis to a built graph {:.2?} (of which applying to the graph {building:.2?}); {} log entries replayed; {} objects, {} nodes",
+            "in-process round {round}: Redis to a built graph {:.2?} (of which reading and indexing the log {:.2?}, applying to the graph {building:.2?}); {} log entries replayed ({} states of {} objects); {} objects, {} nodes",
             t.elapsed(),
+            r.log_took,
             r.log_batches,
+            r.log_states,
+            r.log_objects,
             r.objects.len(),
             g.node_count()
         );
@@ -589,8 +594,15 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
 
 /// The worst case of recovery: the log as long as it grows before the writer replaces it with a
 /// snapshot (twice the last snapshot's bytes), all of it replayed on top of the snapshot.
-fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>]) {
-    println!("\n## restore-log: a graph from Redis, with the longest log the writer lets grow");
+/// `touched`: how many objects (the first ones) the log changes, round and round: all of them
+/// (each state in the log then replaces a snapshot object), or a few (then most of the log's
+/// states are replaced by later ones).
+fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>], touched: usize) {
+    println!(
+        "\n## restore-log: a graph from Redis, with the longest log the writer lets grow, \
+         changing {touched} of the {} objects",
+        a.len()
+    );
     let redis = &Redis::start();
     let cfg = config(redis);
     let capacity = cfg.channel_capacity;
@@ -611,7 +623,12 @@ fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>]) {
     let target = snapshot.bytes * 2 * 95 / 100;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
-        let (tx, a, b, stop) = (rig.tx().clone(), a.to_vec(), b.to_vec(), stop.clone());
+        let (tx, a, b, stop) = (
+            rig.tx().clone(),
+            a[..touched].to_vec(),
+            b[..touched].to_vec(),
+            stop.clone(),
+        );
         let observer = observer.clone();
         std::thread::spawn(move || {
             produce(&tx, &a, &b, 0, &stop, &|| {
@@ -937,7 +954,8 @@ fn main() {
         restore(&o, &a);
     }
     if run("restore-log") {
-        restore_with_longest_log(&a, &b);
+        restore_with_longest_log(&a, &b, a.len());
+        restore_with_longest_log(&a, &b, a.len() / 10);
     }
     if run("snapshot") {
         snapshot(&o, &a, &b);

@@ -235,6 +235,9 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                             objects = r.objects.len(),
                             snapshot = ?r.snapshot_generation,
                             log_entries = r.log_batches,
+                            log_states = r.log_states,
+                            log_objects = r.log_objects,
+                            log_seconds = r.log_took.as_secs_f64(),
                             seconds = started.elapsed().as_secs_f64(),
                             "restored the graph from Redis"
                         );

@@ -71,8 +71,26 @@ impl serde::Serialize for Labels {
 
 impl<'de> serde::Deserialize<'de> for Labels {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = std::collections::BTreeMap::<Atom, Atom>::deserialize(d)?;
-        Ok(Labels::from_pairs(map.into_iter().collect()))
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Labels;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of label keys to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Labels, A::Error> {
+                // Straight into the sorted slice: stored labels are already sorted, which the
+                // sort in `from_pairs` checks in one pass.
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0).min(256));
+                while let Some(pair) = map.next_entry::<Atom, Atom>()? {
+                    pairs.push(pair);
+                }
+                Ok(Labels::from_pairs(pairs))
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 

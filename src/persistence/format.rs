@@ -97,21 +97,34 @@ pub struct Batch<O = Vec<Op>> {
     pub ops: O,
 }
 
+/// Packed (uncompressed) buffers kept for the next call: growing a fresh multi-megabyte buffer
+/// costs more than the packing or unpacking itself (page faults, which also serialise the
+/// threads working in parallel).
+static BUFFERS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
+
+fn take_buffer() -> Vec<u8> {
+    let mut b = BUFFERS.lock().pop().unwrap_or_default();
+    b.clear();
+    b
+}
+
+fn give_back(buffer: Vec<u8>) {
+    let mut pool = BUFFERS.lock();
+    if pool.len() < 16 {
+        pool.push(buffer);
+    }
+}
+
+/// LZ4 expands a block at most this many times: a larger size in the prefix is not LZ4's.
+const LZ4_MAX_RATIO: usize = 255;
+
 /// MessagePack (named fields), LZ4-compressed, with the CRC-32 of the compressed bytes.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
-    // The packed form only lives until it is compressed: its buffers are kept for the next
-    // call, as growing a fresh multi-megabyte buffer costs more than the packing itself (page
-    // faults, which also serialise the threads encoding in parallel).
-    static BUFFERS: parking_lot::Mutex<Vec<Vec<u8>>> = parking_lot::Mutex::new(Vec::new());
-    let mut packed = BUFFERS.lock().pop().unwrap_or_default();
-    packed.clear();
+    let mut packed = take_buffer();
     rmp_serde::encode::write_named(&mut packed, value).expect("our types always serialise");
     let compressed = lz4_flex::compress_prepend_size(&packed);
     let crc = crc32fast::hash(&compressed);
-    let mut pool = BUFFERS.lock();
-    if pool.len() < 16 {
-        pool.push(packed);
-    }
+    give_back(packed);
     (compressed, crc)
 }
 
@@ -121,6 +134,18 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
     crc: u32,
     what: &str,
 ) -> Result<T, FormatError> {
+    let mut packed = unpack(bytes, crc, what)?;
+    let value = rmp_serde::from_slice(&packed).map_err(|e| FormatError::Decode {
+        what: what.to_string(),
+        reason: e.to_string(),
+    });
+    packed.clear();
+    give_back(packed);
+    value
+}
+
+/// Checks the checksum and decompresses into a pooled buffer (hand it back with [`give_back`]).
+fn unpack(bytes: &[u8], crc: u32, what: &str) -> Result<Vec<u8>, FormatError> {
     let computed = crc32fast::hash(bytes);
     if computed != crc {
         return Err(FormatError::Checksum {
@@ -129,14 +154,341 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
             computed,
         });
     }
-    let packed = lz4_flex::decompress_size_prepended(bytes).map_err(|e| FormatError::Decode {
+    let error = |reason: String| FormatError::Decode {
         what: what.to_string(),
-        reason: e.to_string(),
-    })?;
-    rmp_serde::from_slice(&packed).map_err(|e| FormatError::Decode {
+        reason,
+    };
+    let (size, block) =
+        lz4_flex::block::uncompressed_size(bytes).map_err(|e| error(e.to_string()))?;
+    if size > block.len().saturating_mul(LZ4_MAX_RATIO) {
+        return Err(error(format!(
+            "{size} bytes claimed from {} compressed",
+            block.len()
+        )));
+    }
+    let mut packed = take_buffer();
+    packed.resize(size, 0);
+    match lz4_flex::decompress_into(block, &mut packed) {
+        Ok(n) if n == size => Ok(packed),
+        Ok(n) => Err(error(format!("{n} bytes decompressed, {size} expected"))),
+        Err(e) => Err(error(e.to_string())),
+    }
+}
+
+/// One object of a snapshot chunk, as [`decode_chunk`] gives it.
+#[derive(Debug)]
+pub enum ChunkEntry {
+    /// The object, decoded.
+    Decoded(Arc<Object>),
+    /// An object left undecoded because the caller's `skip` knew its uid: what `skip` returned.
+    Skipped(usize),
+}
+
+/// [`decode`] for a snapshot chunk (a `Vec<Arc<Object>>`), leaving undecoded the objects whose
+/// uid `skip` knows (recovery skips those the log after the snapshot replaced or deleted: at a
+/// million objects with the longest log, that can be every object). An object is recognised by
+/// its first field, `uid`; any other layout is decoded in full.
+pub fn decode_chunk(
+    bytes: &[u8],
+    crc: u32,
+    what: &str,
+    skip: impl Fn(&Uid) -> Option<usize>,
+) -> Result<Vec<ChunkEntry>, FormatError> {
+    let mut packed = unpack(bytes, crc, what)?;
+    let entries = chunk_entries(&packed, skip).map_err(|reason| FormatError::Decode {
         what: what.to_string(),
-        reason: e.to_string(),
+        reason,
+    });
+    packed.clear();
+    give_back(packed);
+    entries
+}
+
+fn chunk_entries(
+    packed: &[u8],
+    skip: impl Fn(&Uid) -> Option<usize>,
+) -> Result<Vec<ChunkEntry>, String> {
+    let mut rest = packed;
+    let n = match take_header(&mut rest)? {
+        Header::Array(n) => n,
+        _ => return Err("a snapshot chunk is not an array".into()),
+    };
+    let mut out = Vec::with_capacity(n.min(rest.len()));
+    for _ in 0..n {
+        let element = rest;
+        let known = {
+            let mut r = rest;
+            match (take_header(&mut r), take_str(&mut r), take_str(&mut r)) {
+                (Ok(Header::Map(_)), Some("uid"), Some(uid)) => skip(&Uid::parse(uid)),
+                _ => None,
+            }
+        };
+        skip_value(&mut rest)?;
+        let element = &element[..element.len() - rest.len()];
+        out.push(match known {
+            Some(k) => ChunkEntry::Skipped(k),
+            None => ChunkEntry::Decoded(rmp_serde::from_slice(element).map_err(|e| e.to_string())?),
+        });
+    }
+    if rest.is_empty() {
+        Ok(out)
+    } else {
+        Err(format!("{} bytes after the last object", rest.len()))
+    }
+}
+
+/// Where one operation of a log part left an object, as [`index_batch`] finds it.
+#[derive(Debug)]
+pub enum LogOp {
+    /// Deleted.
+    Deleted,
+    /// Upserted; the state is these bytes of the unpacked part, not yet decoded (see
+    /// [`decode_states`]).
+    At(std::ops::Range<usize>),
+    /// Upserted; already decoded (a part whose layout the index does not recognise is decoded
+    /// in full).
+    Decoded(Arc<Object>),
+}
+
+/// The operations of one log part, in order, without decoding the objects they hold: recovery
+/// keeps only the last state of each object, so a state that a later one replaces is never
+/// decoded (with a few objects changing often, that is nearly all of the log).
+#[derive(Debug)]
+pub struct BatchIndex {
+    /// The graph generation after the batch.
+    pub graph_generation: u64,
+    /// Each operation's uid and what it left.
+    pub ops: Vec<(Uid, LogOp)>,
+}
+
+/// Indexes one log part written by the writer (a [`Batch`]), refusing unknown format versions.
+/// A batch is a map whose `ops` are `{"Upsert": object}` or `{"Delete": uid}`, and an object
+/// starts with its `uid`; a part laid out otherwise is decoded in full instead.
+pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, FormatError> {
+    let mut packed = unpack(bytes, crc, what)?;
+    let index = match walk_batch(&packed) {
+        Some(index) => index,
+        None => {
+            let b: Batch = rmp_serde::from_slice(&packed).map_err(|e| FormatError::Decode {
+                what: what.to_string(),
+                reason: e.to_string(),
+            })?;
+            let ops = b
+                .ops
+                .into_iter()
+                .map(|op| match op {
+                    Op::Upsert(o) => (o.uid.clone(), LogOp::Decoded(o)),
+                    Op::Delete(uid) => (uid, LogOp::Deleted),
+                })
+                .collect();
+            WalkedBatch {
+                format: Some(b.format),
+                index: BatchIndex {
+                    graph_generation: b.graph_generation,
+                    ops,
+                },
+            }
+        }
+    };
+    packed.clear();
+    give_back(packed);
+    check_version(index.format.unwrap_or(0))?;
+    Ok(index.index)
+}
+
+/// Decodes the states at `ranges` of a part that [`index_batch`] indexed.
+pub fn decode_states(
+    bytes: &[u8],
+    crc: u32,
+    what: &str,
+    ranges: impl Iterator<Item = std::ops::Range<usize>>,
+) -> Result<Vec<Arc<Object>>, FormatError> {
+    let mut packed = unpack(bytes, crc, what)?;
+    let error = |reason: String| FormatError::Decode {
+        what: what.to_string(),
+        reason,
+    };
+    let states = ranges
+        .map(|r| {
+            let state = packed
+                .get(r)
+                .ok_or_else(|| error("a state outside its part".into()))?;
+            rmp_serde::from_slice(state).map_err(|e| error(e.to_string()))
+        })
+        .collect();
+    packed.clear();
+    give_back(packed);
+    states
+}
+
+struct WalkedBatch {
+    format: Option<u32>,
+    index: BatchIndex,
+}
+
+/// [`index_batch`]'s walk; `None` for any layout it does not expect.
+fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
+    let mut rest = packed;
+    let Ok(Header::Map(fields)) = take_header(&mut rest) else {
+        return None;
+    };
+    let mut out = WalkedBatch {
+        format: None,
+        index: BatchIndex {
+            graph_generation: 0,
+            ops: Vec::new(),
+        },
+    };
+    for _ in 0..fields {
+        match take_str(&mut rest)? {
+            "format" => out.format = Some(u32::try_from(take_uint(&mut rest)?).ok()?),
+            "graph_generation" => out.index.graph_generation = take_uint(&mut rest)?,
+            "ops" => {
+                let Ok(Header::Array(n)) = take_header(&mut rest) else {
+                    return None;
+                };
+                out.index.ops.reserve(n.min(rest.len()));
+                for _ in 0..n {
+                    let Ok(Header::Map(1)) = take_header(&mut rest) else {
+                        return None;
+                    };
+                    let op = match take_str(&mut rest)? {
+                        "Upsert" => {
+                            let start = packed.len() - rest.len();
+                            let mut object = rest;
+                            let (Ok(Header::Map(_)), Some("uid"), Some(uid)) = (
+                                take_header(&mut object),
+                                take_str(&mut object),
+                                take_str(&mut object),
+                            ) else {
+                                return None;
+                            };
+                            skip_value(&mut rest).ok()?;
+                            (Uid::parse(uid), LogOp::At(start..packed.len() - rest.len()))
+                        }
+                        "Delete" => (Uid::parse(take_str(&mut rest)?), LogOp::Deleted),
+                        _ => return None,
+                    };
+                    out.index.ops.push(op);
+                }
+            }
+            _ => skip_value(&mut rest).ok()?,
+        }
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Reads an unsigned integer value.
+fn take_uint(rest: &mut &[u8]) -> Option<u64> {
+    let marker = *rest.first()?;
+    *rest = &rest[1..];
+    match marker {
+        0x00..=0x7f => Some(u64::from(marker)),
+        0xcc => take_len(rest, 1).ok().map(|n| n as u64),
+        0xcd => take_len(rest, 2).ok().map(|n| n as u64),
+        0xce => take_len(rest, 4).ok().map(|n| n as u64),
+        0xcf => {
+            let b = take(rest, 8).ok()?;
+            Some(u64::from_be_bytes(b.try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// A MessagePack value's header: enough to walk over the value without decoding it.
+enum Header {
+    /// A value of this many bytes follows the header.
+    Bytes(usize),
+    Array(usize),
+    Map(usize),
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if rest.len() < n {
+        return Err("truncated MessagePack value".into());
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_len(rest: &mut &[u8], width: usize) -> Result<usize, String> {
+    let b = take(rest, width)?;
+    let mut be = [0u8; 8];
+    be[8 - width..].copy_from_slice(b);
+    usize::try_from(u64::from_be_bytes(be)).map_err(|e| e.to_string())
+}
+
+/// Reads the header of the next value (the MessagePack specification's type table).
+fn take_header(rest: &mut &[u8]) -> Result<Header, String> {
+    let marker = take(rest, 1)?[0];
+    Ok(match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Header::Bytes(0),
+        0x80..=0x8f => Header::Map(usize::from(marker & 0x0f)),
+        0x90..=0x9f => Header::Array(usize::from(marker & 0x0f)),
+        0xa0..=0xbf => Header::Bytes(usize::from(marker & 0x1f)),
+        0xc4 | 0xd9 => Header::Bytes(take_len(rest, 1)?),
+        0xc5 | 0xda => Header::Bytes(take_len(rest, 2)?),
+        0xc6 | 0xdb => Header::Bytes(take_len(rest, 4)?),
+        0xc7 => Header::Bytes(take_len(rest, 1)? + 1),
+        0xc8 => Header::Bytes(take_len(rest, 2)? + 1),
+        0xc9 => Header::Bytes(take_len(rest, 4)? + 1),
+        0xca | 0xce | 0xd2 => Header::Bytes(4),
+        0xcb | 0xcf | 0xd3 => Header::Bytes(8),
+        0xcc | 0xd0 => Header::Bytes(1),
+        0xcd | 0xd1 => Header::Bytes(2),
+        0xd4 => Header::Bytes(2),
+        0xd5 => Header::Bytes(3),
+        0xd6 => Header::Bytes(5),
+        0xd7 => Header::Bytes(9),
+        0xd8 => Header::Bytes(17),
+        0xdc => Header::Array(take_len(rest, 2)?),
+        0xdd => Header::Array(take_len(rest, 4)?),
+        0xde => Header::Map(take_len(rest, 2)?),
+        0xdf => Header::Map(take_len(rest, 4)?),
+        0xc1 => return Err("invalid MessagePack marker 0xc1".into()),
     })
+}
+
+/// Reads a string value, or `None` when the next value is not one.
+fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+    let len = match rest.first()? {
+        m @ 0xa0..=0xbf => {
+            *rest = &rest[1..];
+            usize::from(m & 0x1f)
+        }
+        0xd9 => {
+            *rest = &rest[1..];
+            take_len(rest, 1).ok()?
+        }
+        0xda => {
+            *rest = &rest[1..];
+            take_len(rest, 2).ok()?
+        }
+        _ => return None,
+    };
+    std::str::from_utf8(take(rest, len).ok()?).ok()
+}
+
+/// Walks over the next value, nested values included.
+fn skip_value(rest: &mut &[u8]) -> Result<(), String> {
+    let mut values = 1usize;
+    while values > 0 {
+        values -= 1;
+        match take_header(rest)? {
+            Header::Bytes(n) => {
+                take(rest, n)?;
+            }
+            Header::Array(n) => values = values.checked_add(n).ok_or("too many values")?,
+            Header::Map(n) => {
+                values = n
+                    .checked_mul(2)
+                    .and_then(|n| values.checked_add(n))
+                    .ok_or("too many values")?
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A manifest's bytes: its own checksum comes first, so that a torn or foreign value is caught
@@ -261,6 +613,97 @@ mod tests {
             ops: b.ops.as_slice(),
         };
         assert_eq!(encode(&borrowed), (bytes, crc));
+    }
+
+    fn objects(n: usize) -> Vec<Arc<Object>> {
+        (0..n)
+            .map(|i| {
+                let mut o = Object::clone(&object());
+                o.uid = Uid::parse(&format!("3f2c1a9e-8b7d-4c6e-a5f4-{i:012}"));
+                o.name = format!("p{i}").into();
+                Arc::new(o)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn chunks_decode_with_the_known_objects_skipped() {
+        let objects = objects(5);
+        let (bytes, crc) = encode(&objects);
+        let all = decode_chunk(&bytes, crc, "chunk", |_| None).unwrap();
+        assert_eq!(all.len(), 5);
+        for (entry, o) in all.iter().zip(&objects) {
+            assert!(matches!(entry, ChunkEntry::Decoded(d) if d == o));
+        }
+        let known = [objects[1].uid.clone(), objects[4].uid.clone()];
+        let some = decode_chunk(&bytes, crc, "chunk", |uid| {
+            known.iter().position(|k| k == uid).map(|p| p + 10)
+        })
+        .unwrap();
+        assert!(matches!(&some[0], ChunkEntry::Decoded(d) if *d == objects[0]));
+        assert!(matches!(some[1], ChunkEntry::Skipped(10)));
+        assert!(matches!(&some[2], ChunkEntry::Decoded(d) if *d == objects[2]));
+        assert!(matches!(&some[3], ChunkEntry::Decoded(d) if *d == objects[3]));
+        assert!(matches!(some[4], ChunkEntry::Skipped(11)));
+        // Not a chunk, or cut short: an error, not a guess.
+        let (bytes, crc) = encode(&7u32);
+        assert!(decode_chunk(&bytes, crc, "chunk", |_| None).is_err());
+        let mut packed = Vec::new();
+        rmp_serde::encode::write_named(&mut packed, &objects).unwrap();
+        for cut in [1, packed.len() / 2, packed.len() - 1] {
+            let bytes = lz4_flex::compress_prepend_size(&packed[..cut]);
+            let crc = crc32fast::hash(&bytes);
+            assert!(
+                decode_chunk(&bytes, crc, "chunk", |_| None).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_parts_are_indexed_and_only_the_states_asked_for_decoded() {
+        let objects = objects(3);
+        let b = Batch {
+            format: FORMAT_VERSION,
+            graph_generation: 300,
+            ops: vec![
+                Op::Upsert(objects[0].clone()),
+                Op::Delete(objects[1].uid.clone()),
+                Op::Upsert(objects[2].clone()),
+            ],
+        };
+        let (bytes, crc) = encode(&b);
+        let index = index_batch(&bytes, crc, "part").unwrap();
+        assert_eq!(index.graph_generation, 300);
+        let uids: Vec<&Uid> = index.ops.iter().map(|(u, _)| u).collect();
+        assert_eq!(uids, [&objects[0].uid, &objects[1].uid, &objects[2].uid]);
+        assert!(matches!(index.ops[1].1, LogOp::Deleted));
+        let ranges: Vec<_> = [&index.ops[2].1, &index.ops[0].1]
+            .into_iter()
+            .map(|op| match op {
+                LogOp::At(r) => r.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let states = decode_states(&bytes, crc, "part", ranges.into_iter()).unwrap();
+        assert_eq!(states, [objects[2].clone(), objects[0].clone()]);
+        assert!(decode_states(&bytes, crc, "part", std::iter::once(0..1 << 30)).is_err());
+
+        // Another layout of the same batch (fields by position) is decoded in full instead.
+        let packed = rmp_serde::to_vec(&b).unwrap();
+        let bytes = lz4_flex::compress_prepend_size(&packed);
+        let index = index_batch(&bytes, crc32fast::hash(&bytes), "part").unwrap();
+        assert_eq!(index.graph_generation, 300);
+        assert!(matches!(&index.ops[0].1, LogOp::Decoded(o) if *o == objects[0]));
+        assert!(matches!(index.ops[1].1, LogOp::Deleted));
+
+        // An unknown version is refused either way.
+        let newer = Batch { format: 99, ..b };
+        let (bytes, crc) = encode(&newer);
+        assert_eq!(
+            index_batch(&bytes, crc, "part").unwrap_err(),
+            FormatError::UnknownVersion { found: 99 }
+        );
     }
 
     #[test]

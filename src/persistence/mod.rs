@@ -13,8 +13,8 @@ pub mod format;
 mod store;
 mod writer;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -329,6 +329,13 @@ pub struct Recovered {
     pub snapshot_generation: Option<u64>,
     /// Log entries replayed after it.
     pub log_batches: usize,
+    /// Object states in those entries.
+    pub log_states: usize,
+    /// Distinct objects the log entries touch.
+    pub log_objects: usize,
+    /// Time spent reading and indexing the log, before the snapshot is read (its states are
+    /// decoded while the snapshot is).
+    pub log_took: Duration,
     /// The graph generation of the state read (as recorded by the writer that wrote it): tells
     /// which acknowledged state a recovery returned.
     pub graph_generation: u64,
@@ -523,13 +530,16 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
 /// [`recover`], handing every change of the recovered state to `apply` as soon as it is read: the
 /// snapshot's objects chunk by chunk in their stored order (while later chunks are still being
 /// read and decoded on other threads), each as the log after the snapshot left it (objects it
-/// deleted are skipped), then the objects the log added. A graph built from these changes is
-/// ready when this returns. On an error, what `apply` received must be discarded.
+/// deleted are skipped; those whose state from the log is not decoded yet come after the
+/// snapshot), then the objects the log added. A graph built from these changes is ready when
+/// this returns. On an error, what `apply` received must be discarded.
 ///
-/// The log is read first, decoded on all cores, and reduced to the last state of each object it
-/// touches: replaying it in order on top of the snapshot built every object the log changed
+/// The log is read first and indexed on all cores: the last operation on each object it
+/// touches. Replaying it in order on top of the snapshot built every object the log changed
 /// twice or more (at a million objects with the longest log the writer keeps, 1.4 M states
-/// replayed one by one took recovery from 4 to 13 s).
+/// replayed one by one took recovery from 4 to 13 s). Only those last states are decoded, on
+/// their own thread while the snapshot is read; the snapshot's objects that the log replaced or
+/// deleted are only walked over, not decoded.
 pub fn recover_with(
     cfg: &RedisConfig,
     mut apply: impl FnMut(Change),
@@ -549,96 +559,233 @@ pub fn recover_with(
         out.snapshot_generation = Some(m.generation);
         out.graph_generation = m.graph_generation;
     }
-    // The log first, on all cores: the snapshot's chunks are decoded while the graph is built
-    // from them, which leaves them one core, and they keep up with it.
-    let mut changed = read_log(&mut store, out.log_id.clone())?;
+    // The log's index first, on all cores.
+    let started = Instant::now();
+    let log = read_log(&mut store, out.log_id.clone())?;
+    out.log_took = started.elapsed();
+    out.log_states = log.states;
+    out.log_objects = log.last.len();
     let mut objects = Vec::with_capacity(
         manifest
             .as_ref()
             .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0)),
     );
-    if let Some(m) = &manifest {
-        let mut read = 0u64;
-        read_chunks(cfg, m, |chunk| {
-            read += chunk.len() as u64;
-            for o in chunk {
-                let o = match changed.last.swap_remove(&o.uid) {
-                    Some(Some(newer)) => newer,
-                    Some(None) => continue,
-                    None => o,
-                };
-                apply(Change::Upsert(o.clone()));
-                objects.push(o);
+    // The last state of each object the log touches, as it gets decoded.
+    let states: Vec<OnceLock<Arc<Object>>> = log
+        .last
+        .values()
+        .map(|(_, op)| match op {
+            format::LogOp::Decoded(o) => OnceLock::from(o.clone()),
+            _ => OnceLock::new(),
+        })
+        .collect();
+    // The snapshot's objects that the log replaced or deleted are not decoded; they are marked
+    // here, by their place in the log's states, when the snapshot reaches them. A state not
+    // decoded yet by then is decoded here, with the rest of its part, unless another thread is
+    // at it: then it is built after the snapshot's other objects.
+    let mut reached = vec![false; log.last.len()];
+    let mut deferred = Vec::new();
+    let mut failed = None;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| -> Result<(), RecoverError> {
+        let decoders: Vec<_> = (0..writer::cores().saturating_sub(1).max(1))
+            .map(|_| s.spawn(|| decode_log_states(&log, &states, &stop)))
+            .collect();
+        let snapshot = match &manifest {
+            Some(m) => {
+                let mut read = 0u64;
+                read_chunks(cfg, m, &log.last, |chunk| {
+                    read += chunk.len() as u64;
+                    for entry in chunk {
+                        let o = match entry {
+                            format::ChunkEntry::Decoded(o) => o,
+                            format::ChunkEntry::Skipped(i) => {
+                                reached[i] = true;
+                                if matches!(log.last[i].1, format::LogOp::Deleted) {
+                                    continue;
+                                }
+                                if states[i].get().is_none() {
+                                    // Not decoded yet: this thread decodes its part, unless
+                                    // another already does.
+                                    let w = log.wanted_of_part[log.last[i].0];
+                                    if !log.claimed[w].swap(true, Ordering::AcqRel)
+                                        && let Err(e) = decode_log_part(&log, &states, w)
+                                    {
+                                        stop.store(true, Ordering::Relaxed);
+                                        failed.get_or_insert(e);
+                                    }
+                                }
+                                match states[i].get() {
+                                    Some(o) => o.clone(),
+                                    None => {
+                                        deferred.push(i);
+                                        continue;
+                                    }
+                                }
+                            }
+                        };
+                        apply(Change::Upsert(o.clone()));
+                        objects.push(o);
+                    }
+                })
+                .and_then(|()| {
+                    if read == m.objects {
+                        Ok(())
+                    } else {
+                        Err(StoreError::Foreign(format!(
+                            "snapshot {} lists {} objects but holds {read}",
+                            m.generation, m.objects
+                        ))
+                        .into())
+                    }
+                })
             }
-        })?;
-        if read != m.objects {
-            return Err(StoreError::Foreign(format!(
-                "snapshot {} lists {} objects but holds {read}",
-                m.generation, m.objects
-            ))
-            .into());
+            None => Ok(()),
+        };
+        if snapshot.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-    }
-    // Objects the log added (or changed without the snapshot holding them), in log order.
-    for o in changed.last.into_values().flatten() {
+        for d in decoders {
+            d.join().expect("a log decoding thread panicked")?;
+        }
+        snapshot?;
+        failed.take().map_or(Ok(()), Err)
+    })?;
+    // Then the objects whose state was not decoded in time, and those the log added (or changed
+    // without the snapshot holding them).
+    let unreached = reached.iter().enumerate().filter(|(_, r)| !**r);
+    for i in deferred
+        .into_iter()
+        .chain(unreached.map(|(i, _)| i))
+        .filter(|i| !matches!(log.last[*i].1, format::LogOp::Deleted))
+    {
+        let o = states[i].get().expect("every state is decoded").clone();
         apply(Change::Upsert(o.clone()));
         objects.push(o);
     }
-    if let Some(id) = changed.last_id {
+    if let Some(id) = log.last_id {
         out.log_id = id;
-        out.graph_generation = changed.graph_generation;
+        out.graph_generation = log.graph_generation;
     }
-    out.log_batches = changed.entries;
+    out.log_batches = log.entries;
     out.objects = objects;
     Ok(out)
 }
 
-/// What the log after a snapshot leaves: the last state of each object it touches (`None`:
-/// deleted), in the order first touched.
+/// The log after a snapshot, read and indexed but not decoded.
 #[derive(Default)]
-struct LogState {
-    last: indexmap::IndexMap<Uid, Option<Arc<Object>>, rustc_hash::FxBuildHasher>,
+struct LogIndex {
+    /// Every part read, compressed, with its name for errors (the log holds at most about twice
+    /// a snapshot's bytes).
+    parts: Vec<(String, Vec<u8>, u32)>,
+    /// The last operation on each object the log touches, and the part it is in, in the order
+    /// first touched.
+    last: LogOps,
     /// The last entry read, and the graph generation it recorded.
     last_id: Option<String>,
     graph_generation: u64,
     entries: usize,
+    states: usize,
+    /// Parts holding states to decode (those in `last`), in log order, each with the states'
+    /// places in `last` and where they lie in the part; whether a thread took each to decode;
+    /// and for each part, its place in `wanted`.
+    wanted: Vec<(usize, Vec<WantedState>)>,
+    claimed: Vec<AtomicBool>,
+    wanted_of_part: Vec<usize>,
 }
+
+/// A state to decode: its place in [`LogIndex::last`], and where it lies in its part.
+type WantedState = (usize, std::ops::Range<usize>);
+
+/// The last operation on each object, by uid, and the log part it is in.
+type LogOps = indexmap::IndexMap<Uid, (usize, format::LogOp), rustc_hash::FxBuildHasher>;
 
 /// Log entries read per round trip: a few tens of megabytes at most.
 const LOG_ENTRIES_PER_READ: usize = 16;
 
-/// Reads the log after `after` in order, each round trip's entries decoded on all cores.
-fn read_log(store: &mut store::Store, mut after: String) -> Result<LogState, RecoverError> {
-    let mut state = LogState::default();
+/// Reads the log after `after` and indexes it, each round trip's parts on all cores: the last
+/// operation on each object, and where its state lies. Only those states are decoded, later
+/// ([`decode_log_states`]): a state that a later one replaces never is.
+fn read_log(store: &mut store::Store, mut after: String) -> Result<LogIndex, RecoverError> {
+    let mut log = LogIndex::default();
     loop {
         let entries = store.log_after(&after, LOG_ENTRIES_PER_READ)?;
-        if entries.is_empty() {
-            return Ok(state);
-        }
-        let parts = entries
-            .iter()
-            .flat_map(|(id, parts)| parts.iter().enumerate().map(move |(i, p)| (id, i, p)));
-        let decoded = writer::parallel_map(parts, |(id, i, (bytes, crc))| {
-            format::decode_batch(bytes, *crc, &format!("log entry {id} part {i}"))
-        });
-        for batch in decoded {
-            let batch = batch.map_err(StoreError::from)?;
-            state.graph_generation = state.graph_generation.max(batch.graph_generation);
-            for op in batch.ops {
-                match op {
-                    format::Op::Upsert(o) => {
-                        state.last.insert(o.uid.clone(), Some(o));
-                    }
-                    format::Op::Delete(uid) => {
-                        state.last.insert(uid, None);
-                    }
-                }
+        let Some((last_id, _)) = entries.last() else {
+            break;
+        };
+        after.clone_from(last_id);
+        log.entries += entries.len();
+        let first = log.parts.len();
+        for (id, entry_parts) in entries {
+            for (i, (bytes, crc)) in entry_parts.into_iter().enumerate() {
+                log.parts
+                    .push((format!("log entry {id} part {i}"), bytes, crc));
             }
         }
-        state.entries += entries.len();
-        after.clone_from(&entries[entries.len() - 1].0);
-        state.last_id = Some(after.clone());
+        let indexed = writer::parallel_map(log.parts[first..].iter(), |(what, bytes, crc)| {
+            format::index_batch(bytes, *crc, what)
+        });
+        for (k, index) in indexed.into_iter().enumerate() {
+            let index = index.map_err(StoreError::from)?;
+            log.graph_generation = log.graph_generation.max(index.graph_generation);
+            log.states += index.ops.len();
+            for (uid, op) in index.ops {
+                log.last.insert(uid, (first + k, op));
+            }
+        }
+        log.last_id = Some(after.clone());
     }
+    let mut wanted = vec![Vec::new(); log.parts.len()];
+    for (slot, (_, (part, op))) in log.last.iter().enumerate() {
+        if let format::LogOp::At(range) = op {
+            wanted[*part].push((slot, range.clone()));
+        }
+    }
+    log.wanted = wanted
+        .into_iter()
+        .enumerate()
+        .filter(|(_, w)| !w.is_empty())
+        .collect();
+    log.claimed = log.wanted.iter().map(|_| AtomicBool::new(false)).collect();
+    log.wanted_of_part = vec![usize::MAX; log.parts.len()];
+    for (w, (part, _)) in log.wanted.iter().enumerate() {
+        log.wanted_of_part[*part] = w;
+    }
+    Ok(log)
+}
+
+/// Decodes the states `log` wants into `states`, a part at a time in log order, skipping the
+/// parts another thread claimed, until done or `stop`.
+fn decode_log_states(
+    log: &LogIndex,
+    states: &[OnceLock<Arc<Object>>],
+    stop: &AtomicBool,
+) -> Result<(), RecoverError> {
+    for w in 0..log.wanted.len() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if !log.claimed[w].swap(true, Ordering::AcqRel) {
+            decode_log_part(log, states, w).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decodes the wanted states of `log.wanted[w]` into `states`.
+fn decode_log_part(
+    log: &LogIndex,
+    states: &[OnceLock<Arc<Object>>],
+    w: usize,
+) -> Result<(), RecoverError> {
+    let (part, wanted) = &log.wanted[w];
+    let (what, bytes, crc) = &log.parts[*part];
+    let decoded = format::decode_states(bytes, *crc, what, wanted.iter().map(|(_, r)| r.clone()))
+        .map_err(StoreError::from)?;
+    for ((slot, _), o) in wanted.iter().zip(decoded) {
+        let _ = states[*slot].set(o);
+    }
+    Ok(())
 }
 
 /// Reads and decodes a generation's chunks, several at a time on separate connections, and hands
@@ -646,7 +793,8 @@ fn read_log(store: &mut store::Store, mut after: String) -> Result<LogState, Rec
 fn read_chunks(
     cfg: &RedisConfig,
     manifest: &Manifest,
-    mut each: impl FnMut(Vec<Arc<Object>>),
+    known: &LogOps,
+    mut each: impl FnMut(Vec<format::ChunkEntry>),
 ) -> Result<(), RecoverError> {
     let n = manifest.chunks.len();
     // One core is left to the caller, which builds the graph from the chunks meanwhile.
@@ -654,8 +802,9 @@ fn read_chunks(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     std::thread::scope(|s| {
-        let (tx, rx) =
-            crossbeam_channel::unbounded::<Result<(usize, Vec<Arc<Object>>), RecoverError>>();
+        let (tx, rx) = crossbeam_channel::unbounded::<
+            Result<(usize, Vec<format::ChunkEntry>), RecoverError>,
+        >();
         for _ in 0..threads {
             let (next, failed, tx) = (&next, &failed, tx.clone());
             s.spawn(move || {
@@ -673,10 +822,11 @@ fn read_chunks(
                                 chunk: i,
                             },
                         )?;
-                        let objects: Vec<Arc<Object>> = format::decode(
+                        let objects = format::decode_chunk(
                             &bytes,
                             info.crc32,
                             &format!("snapshot {} chunk {i}", manifest.generation),
+                            |uid| known.get_index_of(uid),
                         )
                         .map_err(StoreError::from)?;
                         if tx.send(Ok((i, objects))).is_err() {
@@ -692,7 +842,7 @@ fn read_chunks(
         }
         drop(tx);
         // Chunks arrive in any order; they are handed on in order.
-        let mut waiting: std::collections::BTreeMap<usize, Vec<Arc<Object>>> =
+        let mut waiting: std::collections::BTreeMap<usize, Vec<format::ChunkEntry>> =
             std::collections::BTreeMap::new();
         let mut due = 0;
         for r in rx {
