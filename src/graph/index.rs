@@ -271,10 +271,15 @@ pub(crate) struct LabelIndex {
 impl LabelIndex {
     pub(crate) fn add(&mut self, ns: &Atom, labels: &Labels, n: NodeIndex) {
         for (k, v) in labels.iter() {
-            self.map
-                .entry((ns.clone(), k.clone(), v.clone()))
-                .and_modify(|p| p.insert(n))
-                .or_insert(Posting::One(n));
+            // Looked up by reference first: most pairs are indexed already, and cloning the key
+            // for `entry` costs three atomic increments (and decrements when it is dropped).
+            match self.map.get_mut(&Key3(ns, k, v)) {
+                Some(p) => p.insert(n),
+                None => {
+                    self.map
+                        .insert((ns.clone(), k.clone(), v.clone()), Posting::One(n));
+                }
+            }
         }
     }
 

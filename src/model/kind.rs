@@ -72,6 +72,18 @@ macro_rules! builtin_kinds {
                 }
             }
 
+            /// The place of a built-in kind in [`Kind::BUILTIN`].
+            fn builtin_index(&self) -> Option<usize> {
+                /// The built-in kinds without data, for their indexes.
+                enum Builtin {
+                    $($variant,)*
+                }
+                match self {
+                    $(Kind::$variant => Some(Builtin::$variant as usize),)*
+                    Kind::Other(_) => None,
+                }
+            }
+
             fn builtin(group: &str, name: &str) -> Option<Kind> {
                 match (group, name) {
                     $(($group, $name) => Some(Kind::$variant),)*
@@ -234,12 +246,39 @@ fn plural(kind: &str) -> String {
 }
 
 impl Ord for Kind {
-    /// Alphabetical by kind name, then group: the order of every sorted listing.
+    /// Alphabetical by kind name, then group: the order of every sorted listing. Two built-in
+    /// kinds compare by their precomputed rank in that order, without comparing text (the
+    /// graph's indexes are keyed by kind, and building a large graph compares kinds millions of
+    /// times).
     fn cmp(&self, other: &Self) -> Ordering {
+        if let (Some(a), Some(b)) = (self.builtin_index(), other.builtin_index()) {
+            let rank = builtin_rank();
+            return rank[a].cmp(&rank[b]);
+        }
+        self.text_cmp(other)
+    }
+}
+
+impl Kind {
+    fn text_cmp(&self, other: &Self) -> Ordering {
         self.name()
             .cmp(other.name())
             .then_with(|| self.group().cmp(other.group()))
     }
+}
+
+/// Each built-in kind's place in [`Kind`]'s order, by [`Kind::BUILTIN`] index.
+fn builtin_rank() -> &'static [usize] {
+    static RANK: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    RANK.get_or_init(|| {
+        let mut order: Vec<usize> = (0..Kind::BUILTIN.len()).collect();
+        order.sort_by(|a, b| Kind::BUILTIN[*a].text_cmp(&Kind::BUILTIN[*b]));
+        let mut rank = vec![0; order.len()];
+        for (r, i) in order.into_iter().enumerate() {
+            rank[i] = r;
+        }
+        rank
+    })
 }
 
 impl PartialOrd for Kind {
@@ -284,6 +323,22 @@ impl<'de> Deserialize<'de> for Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn built_in_kinds_order_by_name_then_group_like_any_other() {
+        let mut kinds: Vec<Kind> = Kind::BUILTIN.to_vec();
+        kinds.push(Kind::from_group("example.com", "Deployment"));
+        kinds.push(Kind::from_group("", "Aardvark"));
+        kinds.push(Kind::from_group("zz.io", "Zebra"));
+        for (i, a) in Kind::BUILTIN.iter().enumerate() {
+            assert_eq!(a.builtin_index(), Some(i));
+        }
+        for a in &kinds {
+            for b in &kinds {
+                assert_eq!(a.cmp(b), a.text_cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn legacy_groups_map_to_current_kinds() {
