@@ -134,17 +134,28 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
     crc: u32,
     what: &str,
 ) -> Result<T, FormatError> {
-    let mut packed = unpack(bytes, crc, what)?;
-    let value = rmp_serde::from_slice(&packed).map_err(|e| FormatError::Decode {
-        what: what.to_string(),
-        reason: e.to_string(),
-    });
-    packed.clear();
-    give_back(packed);
-    value
+    unpacked(bytes, crc, what, |packed| {
+        rmp_serde::from_slice(packed).map_err(|e| e.to_string())
+    })
 }
 
-/// Checks the checksum and decompresses into a pooled buffer (hand it back with [`give_back`]).
+/// `f` applied to the unpacked (checked, decompressed) bytes; its error is a decoding error.
+fn unpacked<R>(
+    bytes: &[u8],
+    crc: u32,
+    what: &str,
+    f: impl FnOnce(&[u8]) -> Result<R, String>,
+) -> Result<R, FormatError> {
+    let packed = unpack(bytes, crc, what)?;
+    let r = f(&packed).map_err(|reason| FormatError::Decode {
+        what: what.to_string(),
+        reason,
+    });
+    give_back(packed);
+    r
+}
+
+/// Checks the checksum and decompresses into a pooled buffer.
 fn unpack(bytes: &[u8], crc: u32, what: &str) -> Result<Vec<u8>, FormatError> {
     let computed = crc32fast::hash(bytes);
     if computed != crc {
@@ -194,14 +205,7 @@ pub fn decode_chunk(
     what: &str,
     skip: impl Fn(&Uid) -> Option<usize>,
 ) -> Result<Vec<ChunkEntry>, FormatError> {
-    let mut packed = unpack(bytes, crc, what)?;
-    let entries = chunk_entries(&packed, skip).map_err(|reason| FormatError::Decode {
-        what: what.to_string(),
-        reason,
-    });
-    packed.clear();
-    give_back(packed);
-    entries
+    unpacked(bytes, crc, what, |packed| chunk_entries(packed, skip))
 }
 
 fn chunk_entries(
@@ -216,13 +220,7 @@ fn chunk_entries(
     let mut out = Vec::with_capacity(n.min(rest.len()));
     for _ in 0..n {
         let element = rest;
-        let known = {
-            let mut r = rest;
-            match (take_header(&mut r), take_str(&mut r), take_str(&mut r)) {
-                (Ok(Header::Map(_)), Some("uid"), Some(uid)) => skip(&Uid::parse(uid)),
-                _ => None,
-            }
-        };
+        let known = object_uid(rest).and_then(|uid| skip(&Uid::parse(uid)));
         skip_value(&mut rest)?;
         let element = &element[..element.len() - rest.len()];
         out.push(match known {
@@ -265,14 +263,10 @@ pub struct BatchIndex {
 /// A batch is a map whose `ops` are `{"Upsert": object}` or `{"Delete": uid}`, and an object
 /// starts with its `uid`; a part laid out otherwise is decoded in full instead.
 pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, FormatError> {
-    let mut packed = unpack(bytes, crc, what)?;
-    let index = match walk_batch(&packed) {
-        Some(index) => index,
+    let index = unpacked(bytes, crc, what, |packed| match walk_batch(packed) {
+        Some(index) => Ok(index),
         None => {
-            let b: Batch = rmp_serde::from_slice(&packed).map_err(|e| FormatError::Decode {
-                what: what.to_string(),
-                reason: e.to_string(),
-            })?;
+            let b: Batch = rmp_serde::from_slice(packed).map_err(|e| e.to_string())?;
             let ops = b
                 .ops
                 .into_iter()
@@ -281,17 +275,15 @@ pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, For
                     Op::Delete(uid) => (uid, LogOp::Deleted),
                 })
                 .collect();
-            WalkedBatch {
+            Ok(WalkedBatch {
                 format: Some(b.format),
                 index: BatchIndex {
                     graph_generation: b.graph_generation,
                     ops,
                 },
-            }
+            })
         }
-    };
-    packed.clear();
-    give_back(packed);
+    })?;
     check_version(index.format.unwrap_or(0))?;
     Ok(index.index)
 }
@@ -303,22 +295,14 @@ pub fn decode_states(
     what: &str,
     ranges: impl Iterator<Item = std::ops::Range<usize>>,
 ) -> Result<Vec<Arc<Object>>, FormatError> {
-    let mut packed = unpack(bytes, crc, what)?;
-    let error = |reason: String| FormatError::Decode {
-        what: what.to_string(),
-        reason,
-    };
-    let states = ranges
-        .map(|r| {
-            let state = packed
-                .get(r)
-                .ok_or_else(|| error("a state outside its part".into()))?;
-            rmp_serde::from_slice(state).map_err(|e| error(e.to_string()))
-        })
-        .collect();
-    packed.clear();
-    give_back(packed);
-    states
+    unpacked(bytes, crc, what, |packed| {
+        ranges
+            .map(|r| {
+                let state = packed.get(r).ok_or("a state outside its part")?;
+                rmp_serde::from_slice(state).map_err(|e| e.to_string())
+            })
+            .collect()
+    })
 }
 
 struct WalkedBatch {
@@ -355,14 +339,7 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
                     let op = match take_str(&mut rest)? {
                         "Upsert" => {
                             let start = packed.len() - rest.len();
-                            let mut object = rest;
-                            let (Ok(Header::Map(_)), Some("uid"), Some(uid)) = (
-                                take_header(&mut object),
-                                take_str(&mut object),
-                                take_str(&mut object),
-                            ) else {
-                                return None;
-                            };
+                            let uid = object_uid(rest)?;
                             skip_value(&mut rest).ok()?;
                             (Uid::parse(uid), LogOp::At(start..packed.len() - rest.len()))
                         }
@@ -376,6 +353,15 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
         }
     }
     rest.is_empty().then_some(out)
+}
+
+/// The uid of the object that `value` starts with: its first field, as the writer lays objects
+/// out; `None` for any other layout.
+fn object_uid(mut value: &[u8]) -> Option<&str> {
+    match (take_header(&mut value), take_str(&mut value)) {
+        (Ok(Header::Map(_)), Some("uid")) => take_str(&mut value),
+        _ => None,
+    }
 }
 
 /// Reads an unsigned integer value.
@@ -511,13 +497,6 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
     let m: Manifest = decode(body, u32::from_be_bytes(*crc), "manifest")?;
     check_version(m.format)?;
     Ok(m)
-}
-
-/// Reads one part of a log entry, refusing unknown format versions.
-pub fn decode_batch(bytes: &[u8], crc: u32, what: &str) -> Result<Batch, FormatError> {
-    let b: Batch = decode(bytes, crc, what)?;
-    check_version(b.format)?;
-    Ok(b)
 }
 
 fn check_version(found: u32) -> Result<(), FormatError> {

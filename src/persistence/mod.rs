@@ -570,15 +570,6 @@ pub fn recover_with(
             .as_ref()
             .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0)),
     );
-    // The last state of each object the log touches, as it gets decoded.
-    let states: Vec<OnceLock<Arc<Object>>> = log
-        .last
-        .values()
-        .map(|(_, op)| match op {
-            format::LogOp::Decoded(o) => OnceLock::from(o.clone()),
-            _ => OnceLock::new(),
-        })
-        .collect();
     // The snapshot's objects that the log replaced or deleted are not decoded; they are marked
     // here, by their place in the log's states, when the snapshot reaches them. A state not
     // decoded yet by then is decoded here, with the rest of its part, unless another thread is
@@ -589,7 +580,7 @@ pub fn recover_with(
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| -> Result<(), RecoverError> {
         let decoders: Vec<_> = (0..writer::cores().saturating_sub(1).max(1))
-            .map(|_| s.spawn(|| decode_log_states(&log, &states, &stop)))
+            .map(|_| s.spawn(|| log.decode_states(&stop)))
             .collect();
         let snapshot = match &manifest {
             Some(m) => {
@@ -601,24 +592,16 @@ pub fn recover_with(
                             format::ChunkEntry::Decoded(o) => o,
                             format::ChunkEntry::Skipped(i) => {
                                 reached[i] = true;
-                                if matches!(log.last[i].1, format::LogOp::Deleted) {
-                                    continue;
-                                }
-                                if states[i].get().is_none() {
-                                    // Not decoded yet: this thread decodes its part, unless
-                                    // another already does.
-                                    let w = log.wanted_of_part[log.last[i].0];
-                                    if !log.claimed[w].swap(true, Ordering::AcqRel)
-                                        && let Err(e) = decode_log_part(&log, &states, w)
-                                    {
+                                match log.state_now(i) {
+                                    Ok(Some(o)) => o.clone(),
+                                    Ok(None) if log.is_deleted(i) => continue,
+                                    Ok(None) => {
+                                        deferred.push(i);
+                                        continue;
+                                    }
+                                    Err(e) => {
                                         stop.store(true, Ordering::Relaxed);
                                         failed.get_or_insert(e);
-                                    }
-                                }
-                                match states[i].get() {
-                                    Some(o) => o.clone(),
-                                    None => {
-                                        deferred.push(i);
                                         continue;
                                     }
                                 }
@@ -657,9 +640,12 @@ pub fn recover_with(
     for i in deferred
         .into_iter()
         .chain(unreached.map(|(i, _)| i))
-        .filter(|i| !matches!(log.last[*i].1, format::LogOp::Deleted))
+        .filter(|i| !log.is_deleted(*i))
     {
-        let o = states[i].get().expect("every state is decoded").clone();
+        let o = log.decoded[i]
+            .get()
+            .expect("every state is decoded")
+            .clone();
         apply(Change::Upsert(o.clone()));
         objects.push(o);
     }
@@ -686,12 +672,12 @@ struct LogIndex {
     graph_generation: u64,
     entries: usize,
     states: usize,
-    /// Parts holding states to decode (those in `last`), in log order, each with the states'
-    /// places in `last` and where they lie in the part; whether a thread took each to decode;
-    /// and for each part, its place in `wanted`.
-    wanted: Vec<(usize, Vec<WantedState>)>,
+    /// For each part, the states to decode in it (those in `last`): their places in `last` and
+    /// where they lie in the part; and whether a thread took the part to decode.
+    wanted: Vec<Vec<WantedState>>,
     claimed: Vec<AtomicBool>,
-    wanted_of_part: Vec<usize>,
+    /// The state each operation in `last` left, once decoded (none for a deletion).
+    decoded: Vec<OnceLock<Arc<Object>>>,
 }
 
 /// A state to decode: its place in [`LogIndex::last`], and where it lies in its part.
@@ -705,7 +691,7 @@ const LOG_ENTRIES_PER_READ: usize = 16;
 
 /// Reads the log after `after` and indexes it, each round trip's parts on all cores: the last
 /// operation on each object, and where its state lies. Only those states are decoded, later
-/// ([`decode_log_states`]): a state that a later one replaces never is.
+/// ([`LogIndex::decode_states`]): a state that a later one replaces never is.
 fn read_log(store: &mut store::Store, mut after: String) -> Result<LogIndex, RecoverError> {
     let mut log = LogIndex::default();
     loop {
@@ -735,57 +721,62 @@ fn read_log(store: &mut store::Store, mut after: String) -> Result<LogIndex, Rec
         }
         log.last_id = Some(after.clone());
     }
-    let mut wanted = vec![Vec::new(); log.parts.len()];
+    log.wanted = vec![Vec::new(); log.parts.len()];
+    log.claimed = log.parts.iter().map(|_| AtomicBool::new(false)).collect();
+    log.decoded = log.last.values().map(|_| OnceLock::new()).collect();
     for (slot, (_, (part, op))) in log.last.iter().enumerate() {
-        if let format::LogOp::At(range) = op {
-            wanted[*part].push((slot, range.clone()));
+        match op {
+            format::LogOp::At(range) => log.wanted[*part].push((slot, range.clone())),
+            format::LogOp::Decoded(o) => {
+                let _ = log.decoded[slot].set(o.clone());
+            }
+            format::LogOp::Deleted => {}
         }
-    }
-    log.wanted = wanted
-        .into_iter()
-        .enumerate()
-        .filter(|(_, w)| !w.is_empty())
-        .collect();
-    log.claimed = log.wanted.iter().map(|_| AtomicBool::new(false)).collect();
-    log.wanted_of_part = vec![usize::MAX; log.parts.len()];
-    for (w, (part, _)) in log.wanted.iter().enumerate() {
-        log.wanted_of_part[*part] = w;
     }
     Ok(log)
 }
 
-/// Decodes the states `log` wants into `states`, a part at a time in log order, skipping the
-/// parts another thread claimed, until done or `stop`.
-fn decode_log_states(
-    log: &LogIndex,
-    states: &[OnceLock<Arc<Object>>],
-    stop: &AtomicBool,
-) -> Result<(), RecoverError> {
-    for w in 0..log.wanted.len() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        if !log.claimed[w].swap(true, Ordering::AcqRel) {
-            decode_log_part(log, states, w).inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
-        }
+impl LogIndex {
+    fn is_deleted(&self, slot: usize) -> bool {
+        matches!(self.last[slot].1, format::LogOp::Deleted)
     }
-    Ok(())
-}
 
-/// Decodes the wanted states of `log.wanted[w]` into `states`.
-fn decode_log_part(
-    log: &LogIndex,
-    states: &[OnceLock<Arc<Object>>],
-    w: usize,
-) -> Result<(), RecoverError> {
-    let (part, wanted) = &log.wanted[w];
-    let (what, bytes, crc) = &log.parts[*part];
-    let decoded = format::decode_states(bytes, *crc, what, wanted.iter().map(|(_, r)| r.clone()))
-        .map_err(StoreError::from)?;
-    for ((slot, _), o) in wanted.iter().zip(decoded) {
-        let _ = states[*slot].set(o);
+    /// The state at `slot`, decoding its part now unless another thread has taken it (then
+    /// `None` until that thread is done; `None` for a deletion too).
+    fn state_now(&self, slot: usize) -> Result<Option<&Arc<Object>>, RecoverError> {
+        if self.decoded[slot].get().is_none() && !self.is_deleted(slot) {
+            self.decode_part(self.last[slot].0)?;
+        }
+        Ok(self.decoded[slot].get())
     }
-    Ok(())
+
+    /// Decodes the parts no other thread has taken, in log order, until done or `stop`.
+    fn decode_states(&self, stop: &AtomicBool) -> Result<(), RecoverError> {
+        for part in 0..self.parts.len() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.decode_part(part)
+                .inspect_err(|_| stop.store(true, Ordering::Relaxed))?;
+        }
+        Ok(())
+    }
+
+    /// Decodes the wanted states of `part`, unless it has none or another thread took it.
+    fn decode_part(&self, part: usize) -> Result<(), RecoverError> {
+        let wanted = &self.wanted[part];
+        if wanted.is_empty() || self.claimed[part].swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let (what, bytes, crc) = &self.parts[part];
+        let decoded =
+            format::decode_states(bytes, *crc, what, wanted.iter().map(|(_, r)| r.clone()))
+                .map_err(StoreError::from)?;
+        for ((slot, _), o) in wanted.iter().zip(decoded) {
+            let _ = self.decoded[*slot].set(o);
+        }
+        Ok(())
+    }
 }
 
 /// Reads and decodes a generation's chunks, several at a time on separate connections, and hands
