@@ -11,8 +11,9 @@
 //!   serving the restored graph.
 //! - `restore-log`: the worst case of the same: a snapshot, then as much log after it as the
 //!   writer lets grow before it replaces the log with a new snapshot, all read back in-process;
-//!   once with the log changing every object, once with it changing a tenth of them over and
-//!   over.
+//!   with the log changing every object (in the snapshot's order, then in a random order), then
+//!   changing a tenth of them over and over; each read back in-process three times, then once by
+//!   `astrolabe serve` as a process.
 //! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
 //!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
@@ -543,66 +544,103 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
         report.duration
     );
     restore_in_process(&redis, 1..=3);
-    // The server as a process: from exec to answering with the restored graph.
+    // The server as a process: from exec to answering with the restored graph. Each exit writes
+    // a final snapshot; the next round restores from it.
     for round in 1..=3 {
-        let waited = redis.quiesce();
-        println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
-        let t = Instant::now();
-        let server = common::Server::start(
-            Command::new(&o.bin)
-                .args(["serve", "--listen", "127.0.0.1:0", "--enable-persistence"])
-                .args([
-                    "--redis-addr",
-                    &redis.addr(),
-                    "--redis-key-prefix",
-                    "astrolabe:{bench}",
-                ])
-                .args(["--source", &format!("demo:{}", o.objects)])
-                .env("ASTROLABE_LOG", "info"),
-            |line| {
-                if line.contains("restored the graph") {
-                    println!("  server: {}", line.trim());
-                }
-            },
-        );
-        let listening = t.elapsed();
-        let body = loop {
-            if let Some(b) = common::http_get(&server.addr, "/api/v2/kinds") {
-                break b;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(300),
-                "no answer after 5 minutes"
-            );
-        };
-        let serving = t.elapsed();
-        let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
-        let total: u64 = v["items"]
-            .as_array()
-            .map(|k| k.iter().filter_map(|k| k["count"].as_u64()).sum())
-            .unwrap_or(0);
-        println!(
-            "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}",
-            v["freshness"]["restored"], v["freshness"]["synced"]
-        );
-        // Each exit writes a final snapshot; the next round restores from it.
-        server.stop();
+        restore_by_exec(o, &redis, round);
     }
     // The snapshot the server wrote at its last exit, read in-process.
     restore_in_process(&redis, 4..=4);
+}
+
+/// `astrolabe serve` started as a process on `redis`'s data: time from exec to answering with
+/// the restored graph. Its exit writes a final snapshot (which replaces any log).
+fn restore_by_exec(o: &Options, redis: &Redis, round: usize) {
+    let waited = redis.quiesce();
+    println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
+    let t = Instant::now();
+    let server = common::Server::start(
+        Command::new(&o.bin)
+            .args(["serve", "--listen", "127.0.0.1:0", "--enable-persistence"])
+            .args([
+                "--redis-addr",
+                &redis.addr(),
+                "--redis-key-prefix",
+                "astrolabe:{bench}",
+            ])
+            .args(["--source", &format!("demo:{}", o.objects)])
+            .env("ASTROLABE_LOG", "info"),
+        |line| {
+            if line.contains("restored the graph") {
+                println!("  server: {}", line.trim());
+            }
+        },
+    );
+    let listening = t.elapsed();
+    let body = loop {
+        if let Some(b) = common::http_get(&server.addr, "/api/v2/kinds") {
+            break b;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "no answer after 5 minutes"
+        );
+    };
+    let serving = t.elapsed();
+    let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
+    let total: u64 = v["items"]
+        .as_array()
+        .map(|k| k.iter().filter_map(|k| k["count"].as_u64()).sum())
+        .unwrap_or(0);
+    // The peak includes what recovery held besides the graph (the unpacked log, chunks).
+    let memory = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("VmHWM") || l.starts_with("VmRSS"))
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!(
+        "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}; memory then (kB): {memory}",
+        v["freshness"]["restored"], v["freshness"]["synced"]
+    );
+    server.stop();
 }
 
 /// The worst case of recovery: the log as long as it grows before the writer replaces it with a
 /// snapshot (twice the last snapshot's bytes), all of it replayed on top of the snapshot.
 /// `touched`: how many objects (the first ones) the log changes, round and round: all of them
 /// (each state in the log then replaces a snapshot object), or a few (then most of the log's
-/// states are replaced by later ones).
-fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>], touched: usize) {
+/// states are replaced by later ones). `shuffled`: the log changes them in a random order, as a
+/// cluster's changes come, instead of in the snapshot's order (grouped by namespace). Then read
+/// back in-process three times, and once by `astrolabe serve` started as a process.
+fn restore_with_longest_log(
+    o: &Options,
+    a: &[Arc<Object>],
+    b: &[Arc<Object>],
+    touched: usize,
+    shuffled: bool,
+) {
     println!(
         "\n## restore-log: a graph from Redis, with the longest log the writer lets grow, \
-         changing {touched} of the {} objects",
-        a.len()
+         changing {touched} of the {} objects{}",
+        a.len(),
+        if shuffled {
+            " in a random order"
+        } else {
+            " in the snapshot's order"
+        }
     );
+    let (changed_a, changed_b) = {
+        let mut order: Vec<usize> = (0..touched).collect();
+        if shuffled {
+            use rand::SeedableRng;
+            use rand::seq::SliceRandom;
+            order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(4));
+        }
+        let pick = |v: &[Arc<Object>]| order.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
+        (pick(a), pick(b))
+    };
     let redis = &Redis::start();
     let cfg = config(redis);
     let capacity = cfg.channel_capacity;
@@ -623,12 +661,7 @@ fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>], touched: usize
     let target = snapshot.bytes * 2 * 95 / 100;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
-        let (tx, a, b, stop) = (
-            rig.tx().clone(),
-            a[..touched].to_vec(),
-            b[..touched].to_vec(),
-            stop.clone(),
-        );
+        let (tx, a, b, stop) = (rig.tx().clone(), changed_a, changed_b, stop.clone());
         let observer = observer.clone();
         std::thread::spawn(move || {
             produce(&tx, &a, &b, 0, &stop, &|| {
@@ -664,6 +697,7 @@ fn restore_with_longest_log(a: &[Arc<Object>], b: &[Arc<Object>], touched: usize
         "the log was replaced by a snapshot: not the worst case"
     );
     restore_in_process(redis, 1..=3);
+    restore_by_exec(o, redis, 1);
 }
 
 /// Latencies of ingest (sent until visible) and of queries, recorded by background threads into
@@ -954,8 +988,9 @@ fn main() {
         restore(&o, &a);
     }
     if run("restore-log") {
-        restore_with_longest_log(&a, &b, a.len());
-        restore_with_longest_log(&a, &b, a.len() / 10);
+        restore_with_longest_log(&o, &a, &b, a.len(), false);
+        restore_with_longest_log(&o, &a, &b, a.len(), true);
+        restore_with_longest_log(&o, &a, &b, a.len() / 10, false);
     }
     if run("snapshot") {
         snapshot(&o, &a, &b);

@@ -5,6 +5,7 @@
 //! checked with a CRC-32 of the compressed bytes. Manifests carry a format version; a version this
 //! build does not know is refused, never guessed at.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,11 @@ fn take_buffer() -> Vec<u8> {
     b
 }
 
+/// Hands a buffer that [`index_batch`] unpacked back for reuse, once its states are decoded.
+pub fn recycle(buffer: Vec<u8>) {
+    give_back(buffer);
+}
+
 fn give_back(buffer: Vec<u8>) {
     let mut pool = BUFFERS.lock();
     if pool.len() < 16 {
@@ -191,8 +197,8 @@ fn unpack(bytes: &[u8], crc: u32, what: &str) -> Result<Vec<u8>, FormatError> {
 pub enum ChunkEntry {
     /// The object, decoded.
     Decoded(Arc<Object>),
-    /// An object left undecoded because the caller's `skip` knew its uid: what `skip` returned.
-    Skipped(usize),
+    /// An object left undecoded because the caller's `skip` knew its uid.
+    Skipped,
 }
 
 /// [`decode`] for a snapshot chunk (a `Vec<Arc<Object>>`), leaving undecoded the objects whose
@@ -203,15 +209,12 @@ pub fn decode_chunk(
     bytes: &[u8],
     crc: u32,
     what: &str,
-    skip: impl Fn(&Uid) -> Option<usize>,
+    skip: impl Fn(&Uid) -> bool,
 ) -> Result<Vec<ChunkEntry>, FormatError> {
     unpacked(bytes, crc, what, |packed| chunk_entries(packed, skip))
 }
 
-fn chunk_entries(
-    packed: &[u8],
-    skip: impl Fn(&Uid) -> Option<usize>,
-) -> Result<Vec<ChunkEntry>, String> {
+fn chunk_entries(packed: &[u8], skip: impl Fn(&Uid) -> bool) -> Result<Vec<ChunkEntry>, String> {
     let mut rest = packed;
     let n = match take_header(&mut rest)? {
         Header::Array(n) => n,
@@ -220,12 +223,13 @@ fn chunk_entries(
     let mut out = Vec::with_capacity(n.min(rest.len()));
     for _ in 0..n {
         let element = rest;
-        let known = object_uid(rest).and_then(|uid| skip(&Uid::parse(uid)));
+        let known = object_uid(rest).is_some_and(|uid| skip(&Uid::parse(uid)));
         skip_value(&mut rest)?;
         let element = &element[..element.len() - rest.len()];
-        out.push(match known {
-            Some(k) => ChunkEntry::Skipped(k),
-            None => ChunkEntry::Decoded(rmp_serde::from_slice(element).map_err(|e| e.to_string())?),
+        out.push(if known {
+            ChunkEntry::Skipped
+        } else {
+            ChunkEntry::Decoded(rmp_serde::from_slice(element).map_err(|e| e.to_string())?)
         });
     }
     if rest.is_empty() {
@@ -241,8 +245,12 @@ pub enum LogOp {
     /// Deleted.
     Deleted,
     /// Upserted; the state is these bytes of the unpacked part, not yet decoded (see
-    /// [`decode_states`]).
-    At(std::ops::Range<usize>),
+    /// [`decode_state`]). `group`: a hash of the object's namespace (0 where the walk did not
+    /// find it), to build the graph from states grouped by namespace.
+    At {
+        range: std::ops::Range<usize>,
+        group: u64,
+    },
     /// Upserted; already decoded (a part whose layout the index does not recognise is decoded
     /// in full).
     Decoded(Arc<Object>),
@@ -257,16 +265,26 @@ pub struct BatchIndex {
     pub graph_generation: u64,
     /// Each operation's uid and what it left.
     pub ops: Vec<(Uid, LogOp)>,
+    /// The part, unpacked (checked and decompressed): where the [`LogOp::At`] states lie. Empty
+    /// when the part was decoded in full.
+    pub packed: Vec<u8>,
 }
 
 /// Indexes one log part written by the writer (a [`Batch`]), refusing unknown format versions.
 /// A batch is a map whose `ops` are `{"Upsert": object}` or `{"Delete": uid}`, and an object
 /// starts with its `uid`; a part laid out otherwise is decoded in full instead.
 pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, FormatError> {
-    let index = unpacked(bytes, crc, what, |packed| match walk_batch(packed) {
-        Some(index) => Ok(index),
+    let packed = unpack(bytes, crc, what)?;
+    let walked = match walk_batch(&packed) {
+        Some(walked) => walked,
         None => {
-            let b: Batch = rmp_serde::from_slice(packed).map_err(|e| e.to_string())?;
+            let decoded = rmp_serde::from_slice::<Batch>(&packed);
+            give_back(packed);
+            let b = decoded.map_err(|e| FormatError::Decode {
+                what: what.to_string(),
+                reason: e.to_string(),
+            })?;
+            check_version(b.format)?;
             let ops = b
                 .ops
                 .into_iter()
@@ -275,39 +293,41 @@ pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, For
                     Op::Delete(uid) => (uid, LogOp::Deleted),
                 })
                 .collect();
-            Ok(WalkedBatch {
-                format: Some(b.format),
-                index: BatchIndex {
-                    graph_generation: b.graph_generation,
-                    ops,
-                },
-            })
+            return Ok(BatchIndex {
+                graph_generation: b.graph_generation,
+                ops,
+                packed: Vec::new(),
+            });
         }
-    })?;
-    check_version(index.format.unwrap_or(0))?;
-    Ok(index.index)
+    };
+    check_version(walked.format.unwrap_or(0))?;
+    Ok(BatchIndex {
+        graph_generation: walked.graph_generation,
+        ops: walked.ops,
+        packed,
+    })
 }
 
-/// Decodes the states at `ranges` of a part that [`index_batch`] indexed.
-pub fn decode_states(
-    bytes: &[u8],
-    crc: u32,
+/// Decodes the state at `range` of a part that [`index_batch`] unpacked.
+pub fn decode_state(
+    packed: &[u8],
+    range: std::ops::Range<usize>,
     what: &str,
-    ranges: impl Iterator<Item = std::ops::Range<usize>>,
-) -> Result<Vec<Arc<Object>>, FormatError> {
-    unpacked(bytes, crc, what, |packed| {
-        ranges
-            .map(|r| {
-                let state = packed.get(r).ok_or("a state outside its part")?;
-                rmp_serde::from_slice(state).map_err(|e| e.to_string())
-            })
-            .collect()
-    })
+) -> Result<Arc<Object>, FormatError> {
+    let error = |reason: String| FormatError::Decode {
+        what: what.to_string(),
+        reason,
+    };
+    let state = packed
+        .get(range)
+        .ok_or_else(|| error("a state outside its part".into()))?;
+    rmp_serde::from_slice(state).map_err(|e| error(e.to_string()))
 }
 
 struct WalkedBatch {
     format: Option<u32>,
-    index: BatchIndex,
+    graph_generation: u64,
+    ops: Vec<(Uid, LogOp)>,
 }
 
 /// [`index_batch`]'s walk; `None` for any layout it does not expect.
@@ -318,20 +338,18 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
     };
     let mut out = WalkedBatch {
         format: None,
-        index: BatchIndex {
-            graph_generation: 0,
-            ops: Vec::new(),
-        },
+        graph_generation: 0,
+        ops: Vec::new(),
     };
     for _ in 0..fields {
         match take_str(&mut rest)? {
             "format" => out.format = Some(u32::try_from(take_uint(&mut rest)?).ok()?),
-            "graph_generation" => out.index.graph_generation = take_uint(&mut rest)?,
+            "graph_generation" => out.graph_generation = take_uint(&mut rest)?,
             "ops" => {
                 let Ok(Header::Array(n)) = take_header(&mut rest) else {
                     return None;
                 };
-                out.index.ops.reserve(n.min(rest.len()));
+                out.ops.reserve(n.min(rest.len()));
                 for _ in 0..n {
                     let Ok(Header::Map(1)) = take_header(&mut rest) else {
                         return None;
@@ -340,13 +358,16 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
                         "Upsert" => {
                             let start = packed.len() - rest.len();
                             let uid = object_uid(rest)?;
+                            let group = object_namespace(rest)
+                                .map_or(0, |ns| rustc_hash::FxBuildHasher.hash_one(ns));
                             skip_value(&mut rest).ok()?;
-                            (Uid::parse(uid), LogOp::At(start..packed.len() - rest.len()))
+                            let range = start..packed.len() - rest.len();
+                            (Uid::parse(uid), LogOp::At { range, group })
                         }
                         "Delete" => (Uid::parse(take_str(&mut rest)?), LogOp::Deleted),
                         _ => return None,
                     };
-                    out.index.ops.push(op);
+                    out.ops.push(op);
                 }
             }
             _ => skip_value(&mut rest).ok()?,
@@ -362,6 +383,21 @@ fn object_uid(mut value: &[u8]) -> Option<&str> {
         (Ok(Header::Map(_)), Some("uid")) => take_str(&mut value),
         _ => None,
     }
+}
+
+/// The namespace of the object that `value` starts with, where it is among the object's first
+/// few fields (as the writer lays objects out); `None` otherwise.
+fn object_namespace(mut value: &[u8]) -> Option<&str> {
+    let Ok(Header::Map(fields)) = take_header(&mut value) else {
+        return None;
+    };
+    for _ in 0..fields.min(6) {
+        if take_str(&mut value)? == "namespace" {
+            return take_str(&mut value);
+        }
+        skip_value(&mut value).ok()?;
+    }
+    None
 }
 
 /// Reads an unsigned integer value.
@@ -609,31 +645,28 @@ mod tests {
     fn chunks_decode_with_the_known_objects_skipped() {
         let objects = objects(5);
         let (bytes, crc) = encode(&objects);
-        let all = decode_chunk(&bytes, crc, "chunk", |_| None).unwrap();
+        let all = decode_chunk(&bytes, crc, "chunk", |_| false).unwrap();
         assert_eq!(all.len(), 5);
         for (entry, o) in all.iter().zip(&objects) {
             assert!(matches!(entry, ChunkEntry::Decoded(d) if d == o));
         }
         let known = [objects[1].uid.clone(), objects[4].uid.clone()];
-        let some = decode_chunk(&bytes, crc, "chunk", |uid| {
-            known.iter().position(|k| k == uid).map(|p| p + 10)
-        })
-        .unwrap();
+        let some = decode_chunk(&bytes, crc, "chunk", |uid| known.contains(uid)).unwrap();
         assert!(matches!(&some[0], ChunkEntry::Decoded(d) if *d == objects[0]));
-        assert!(matches!(some[1], ChunkEntry::Skipped(10)));
+        assert!(matches!(some[1], ChunkEntry::Skipped));
         assert!(matches!(&some[2], ChunkEntry::Decoded(d) if *d == objects[2]));
         assert!(matches!(&some[3], ChunkEntry::Decoded(d) if *d == objects[3]));
-        assert!(matches!(some[4], ChunkEntry::Skipped(11)));
+        assert!(matches!(some[4], ChunkEntry::Skipped));
         // Not a chunk, or cut short: an error, not a guess.
         let (bytes, crc) = encode(&7u32);
-        assert!(decode_chunk(&bytes, crc, "chunk", |_| None).is_err());
+        assert!(decode_chunk(&bytes, crc, "chunk", |_| false).is_err());
         let mut packed = Vec::new();
         rmp_serde::encode::write_named(&mut packed, &objects).unwrap();
         for cut in [1, packed.len() / 2, packed.len() - 1] {
             let bytes = lz4_flex::compress_prepend_size(&packed[..cut]);
             let crc = crc32fast::hash(&bytes);
             assert!(
-                decode_chunk(&bytes, crc, "chunk", |_| None).is_err(),
+                decode_chunk(&bytes, crc, "chunk", |_| false).is_err(),
                 "cut at {cut}"
             );
         }
@@ -657,16 +690,19 @@ mod tests {
         let uids: Vec<&Uid> = index.ops.iter().map(|(u, _)| u).collect();
         assert_eq!(uids, [&objects[0].uid, &objects[1].uid, &objects[2].uid]);
         assert!(matches!(index.ops[1].1, LogOp::Deleted));
-        let ranges: Vec<_> = [&index.ops[2].1, &index.ops[0].1]
+        let states: Vec<_> = [&index.ops[2].1, &index.ops[0].1]
             .into_iter()
             .map(|op| match op {
-                LogOp::At(r) => r.clone(),
+                LogOp::At { range, group } => {
+                    assert_eq!(*group, rustc_hash::FxBuildHasher.hash_one("n"));
+                    decode_state(&index.packed, range.clone(), "part").unwrap()
+                }
                 other => panic!("{other:?}"),
             })
             .collect();
-        let states = decode_states(&bytes, crc, "part", ranges.into_iter()).unwrap();
         assert_eq!(states, [objects[2].clone(), objects[0].clone()]);
-        assert!(decode_states(&bytes, crc, "part", std::iter::once(0..1 << 30)).is_err());
+        assert!(decode_state(&index.packed, 0..1 << 30, "part").is_err());
+        assert!(decode_state(&index.packed, 1..3, "part").is_err());
 
         // Another layout of the same batch (fields by position) is decoded in full instead.
         let packed = rmp_serde::to_vec(&b).unwrap();
