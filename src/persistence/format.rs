@@ -111,7 +111,9 @@ fn take_buffer() -> Vec<u8> {
 
 /// Hands a buffer that [`index_batch`] unpacked back for reuse, once its states are decoded.
 pub fn recycle(buffer: Vec<u8>) {
-    give_back(buffer);
+    if buffer.capacity() > 0 {
+        give_back(buffer);
+    }
 }
 
 fn give_back(buffer: Vec<u8>) {

@@ -700,11 +700,11 @@ fn build(
 /// The log after a snapshot, read and indexed but not decoded.
 #[derive(Default)]
 struct LogIndex {
-    /// Each part read, unpacked, with its name for errors. A part is let go of as soon as a
-    /// later part holds the last state of every object it holds: only parts with states to
-    /// decode stay (at most the whole log, about twice a snapshot's bytes before compression).
+    /// Each part read, unpacked, with its name for errors. A part is let go of as soon as later
+    /// parts replaced every state in it: only parts with states to decode stay (at most the
+    /// whole log, about twice a snapshot's bytes before compression).
     parts: Vec<(String, Vec<u8>)>,
-    /// How many objects each part holds the last state of (deletions included).
+    /// How many states still to decode each part holds (last states, not yet replaced).
     live: Vec<usize>,
     /// The last operation on each object the log touches, and the part it is in.
     last: LogOps,
@@ -809,13 +809,18 @@ impl LogIndex {
         self.live.push(0);
         self.last.reserve(index.ops.len());
         for (uid, op) in index.ops {
-            self.live[part] += 1;
-            if let Some((before, _)) = self.last.insert(uid, (part, op)) {
+            if matches!(op, format::LogOp::At { .. }) {
+                self.live[part] += 1;
+            }
+            if let Some((before, format::LogOp::At { .. })) = self.last.insert(uid, (part, op)) {
                 self.live[before] -= 1;
                 if self.live[before] == 0 {
                     format::recycle(std::mem::take(&mut self.parts[before].1));
                 }
             }
+        }
+        if self.live[part] == 0 {
+            format::recycle(std::mem::take(&mut self.parts[part].1));
         }
     }
 
