@@ -109,14 +109,12 @@ fn take_buffer() -> Vec<u8> {
     b
 }
 
-/// Hands a buffer that [`index_batch`] unpacked back for reuse, once its states are decoded.
+/// Hands a buffer back to the pool (such as one that [`index_batch`] unpacked, once its states
+/// are decoded).
 pub fn recycle(buffer: Vec<u8>) {
-    if buffer.capacity() > 0 {
-        give_back(buffer);
+    if buffer.capacity() == 0 {
+        return;
     }
-}
-
-fn give_back(buffer: Vec<u8>) {
     let mut pool = BUFFERS.lock();
     if pool.len() < 16 {
         pool.push(buffer);
@@ -132,7 +130,7 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> (Vec<u8>, u32) {
     rmp_serde::encode::write_named(&mut packed, value).expect("our types always serialise");
     let compressed = lz4_flex::compress_prepend_size(&packed);
     let crc = crc32fast::hash(&compressed);
-    give_back(packed);
+    recycle(packed);
     (compressed, crc)
 }
 
@@ -159,7 +157,7 @@ fn unpacked<R>(
         what: what.to_string(),
         reason,
     });
-    give_back(packed);
+    recycle(packed);
     r
 }
 
@@ -281,7 +279,7 @@ pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, For
         Some(walked) => walked,
         None => {
             let decoded = rmp_serde::from_slice::<Batch>(&packed);
-            give_back(packed);
+            recycle(packed);
             let b = decoded.map_err(|e| FormatError::Decode {
                 what: what.to_string(),
                 reason: e.to_string(),

@@ -631,9 +631,10 @@ fn build(
     let mut select = crossbeam_channel::Select::new();
     let from_log = select.recv(units);
     let from_snapshot = select.recv(chunks);
-    let mut open = if manifest.is_some() { 2 } else { 1 };
+    let mut open = 2;
     if manifest.is_none() {
         select.remove(from_snapshot);
+        open = 1;
     }
     // Chunks arrive in any order; they are built in order.
     let mut waiting = std::collections::BTreeMap::new();
