@@ -1,7 +1,10 @@
 //! Benchmarks of the persistence formats: one snapshot chunk (25,000 objects of the demo mix, as
-//! the writer stores them) encoded and decoded. Decoding is most of what recovery costs: a
-//! million objects of snapshot, plus up to twice that many bytes of log. One element = one
-//! object.
+//! the writer stores them) encoded, decoded, and walked with every object skipped (what recovery
+//! does with the snapshot's objects that the log replaced); the same objects as one log part,
+//! indexed (uid, namespace and place of each state) with its buffer handed back to the pool, or
+//! kept (as recovery keeps a part with states left to decode, so a fresh buffer each time).
+//! Decoding is most of what recovery costs: a million objects of snapshot, plus up to twice
+//! that many bytes of log. One element = one object.
 
 use std::sync::Arc;
 
@@ -45,6 +48,36 @@ fn chunk(c: &mut Criterion) {
             let decoded: Vec<Arc<Object>> = format::decode(&bytes, crc, "chunk").expect("decodes");
             assert_eq!(decoded.len(), objects.len());
             decoded
+        })
+    });
+    group.bench_function("walk, every object skipped", |b| {
+        b.iter(|| {
+            let entries = format::decode_chunk(&bytes, crc, "chunk", |_| true).expect("walks");
+            assert_eq!(entries.len(), objects.len());
+            entries
+        })
+    });
+    let batch = format::Batch {
+        format: format::FORMAT_VERSION,
+        graph_generation: 1,
+        ops: objects
+            .iter()
+            .map(|o| format::Op::Upsert(o.clone()))
+            .collect::<Vec<_>>(),
+    };
+    let (bytes, crc) = format::encode(&batch);
+    group.bench_function("log part indexed", |b| {
+        b.iter(|| {
+            let index = format::index_batch(&bytes, crc, "part").expect("indexes");
+            assert_eq!(index.ops.len(), objects.len());
+            format::recycle(index.packed);
+            index.ops
+        })
+    });
+    group.bench_function("log part indexed, buffer kept", |b| {
+        b.iter(|| {
+            let index = format::index_batch(&bytes, crc, "part").expect("indexes");
+            index.packed
         })
     });
     group.finish();

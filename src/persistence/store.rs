@@ -373,9 +373,13 @@ impl Store {
             // Part i is b{i}/c{i} ("b"/"c" for part 0).
             let mut bytes: Vec<Option<Vec<u8>>> = Vec::new();
             let mut crcs: Vec<Option<u32>> = Vec::new();
-            for pair in fields.chunks(2) {
-                let [k, v] = pair else { return Err(foreign()) };
-                let k: String = redis::from_redis_value(k.clone()).map_err(|_| foreign())?;
+            if fields.len() % 2 != 0 {
+                return Err(foreign());
+            }
+            // Taken apart by value: a part is megabytes, not worth a copy.
+            let mut fields = fields.into_iter();
+            while let (Some(k), Some(v)) = (fields.next(), fields.next()) {
+                let k: String = redis::from_redis_value(k).map_err(|_| foreign())?;
                 let (field, part) = k.split_at(1.min(k.len()));
                 let part: usize = if part.is_empty() {
                     0
@@ -390,16 +394,15 @@ impl Store {
                         if bytes.len() <= part {
                             bytes.resize(part + 1, None);
                         }
-                        bytes[part] = Some(
-                            redis::from_redis_value::<Vec<u8>>(v.clone()).map_err(|_| foreign())?,
-                        );
+                        bytes[part] =
+                            Some(redis::from_redis_value::<Vec<u8>>(v).map_err(|_| foreign())?);
                     }
                     "c" => {
                         if crcs.len() <= part {
                             crcs.resize(part + 1, None);
                         }
                         crcs[part] =
-                            Some(redis::from_redis_value::<u32>(v.clone()).map_err(|_| foreign())?);
+                            Some(redis::from_redis_value::<u32>(v).map_err(|_| foreign())?);
                     }
                     _ => {}
                 }
