@@ -45,6 +45,16 @@ pub enum FormatError {
     },
 }
 
+impl FormatError {
+    /// A [`FormatError::Decode`] of `what`.
+    fn decode(what: &str, reason: impl ToString) -> Self {
+        FormatError::Decode {
+            what: what.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// One chunk of a snapshot, as listed in its manifest.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkInfo {
@@ -153,10 +163,7 @@ fn unpacked<R>(
     f: impl FnOnce(&[u8]) -> Result<R, String>,
 ) -> Result<R, FormatError> {
     let packed = unpack(bytes, crc, what)?;
-    let r = f(&packed).map_err(|reason| FormatError::Decode {
-        what: what.to_string(),
-        reason,
-    });
+    let r = f(&packed).map_err(|reason| FormatError::decode(what, reason));
     recycle(packed);
     r
 }
@@ -171,10 +178,7 @@ fn unpack(bytes: &[u8], crc: u32, what: &str) -> Result<Vec<u8>, FormatError> {
             computed,
         });
     }
-    let error = |reason: String| FormatError::Decode {
-        what: what.to_string(),
-        reason,
-    };
+    let error = |reason: String| FormatError::decode(what, reason);
     let (size, block) =
         lz4_flex::block::uncompressed_size(bytes).map_err(|e| error(e.to_string()))?;
     if size > block.len().saturating_mul(LZ4_MAX_RATIO) {
@@ -280,10 +284,7 @@ pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, For
         None => {
             let decoded = rmp_serde::from_slice::<Batch>(&packed);
             recycle(packed);
-            let b = decoded.map_err(|e| FormatError::Decode {
-                what: what.to_string(),
-                reason: e.to_string(),
-            })?;
+            let b = decoded.map_err(|e| FormatError::decode(what, e))?;
             check_version(b.format)?;
             let ops = b
                 .ops
@@ -314,10 +315,7 @@ pub fn decode_state(
     range: std::ops::Range<usize>,
     what: &str,
 ) -> Result<Arc<Object>, FormatError> {
-    let error = |reason: String| FormatError::Decode {
-        what: what.to_string(),
-        reason,
-    };
+    let error = |reason: String| FormatError::decode(what, reason);
     let state = packed
         .get(range)
         .ok_or_else(|| error("a state outside its part".into()))?;
@@ -525,10 +523,10 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
 /// Reads a manifest written by [`encode_manifest`], refusing unknown format versions.
 pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
     let Some((crc, body)) = bytes.split_first_chunk::<4>() else {
-        return Err(FormatError::Decode {
-            what: "manifest".into(),
-            reason: format!("{} bytes", bytes.len()),
-        });
+        return Err(FormatError::decode(
+            "manifest",
+            format!("{} bytes", bytes.len()),
+        ));
     };
     let m: Manifest = decode(body, u32::from_be_bytes(*crc), "manifest")?;
     check_version(m.format)?;
@@ -577,15 +575,9 @@ pub fn is_file(bytes: &[u8]) -> bool {
 pub fn decode_file(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
     let rest = bytes
         .strip_prefix(FILE_MAGIC.as_slice())
-        .ok_or_else(|| FormatError::Decode {
-            what: "snapshot file".into(),
-            reason: "not a snapshot file".into(),
-        })?;
+        .ok_or_else(|| FormatError::decode("snapshot file", "not a snapshot file"))?;
     let Some((crc, body)) = rest.split_first_chunk::<4>() else {
-        return Err(FormatError::Decode {
-            what: "snapshot file".into(),
-            reason: "truncated".into(),
-        });
+        return Err(FormatError::decode("snapshot file", "truncated"));
     };
     let f: SnapshotFile = decode(body, u32::from_be_bytes(*crc), "snapshot file")?;
     check_version(f.format)?;
