@@ -85,14 +85,36 @@ impl PartialOrd for Uid {
 }
 
 impl Serialize for Uid {
+    /// The text in human-readable formats (JSON); in binary ones (the persistence format), a
+    /// UUID is its 16 bytes: no formatting to write, no parsing to read.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.with_str(|t| s.serialize_str(t))
+        match self {
+            Uid::Uuid(b) if !s.is_human_readable() => s.serialize_bytes(b),
+            _ => self.with_str(|t| s.serialize_str(t)),
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Uid {
+    /// Either form [`Serialize`] writes, in any format: text (data written before the binary
+    /// form) or 16 bytes.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::model::atom::from_str_with(d, |s| Ok(Uid::parse(s)))
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Uid;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a uid: text or 16 bytes")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Uid, E> {
+                Ok(Uid::parse(v))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Uid, E> {
+                let bytes =
+                    <[u8; 16]>::try_from(v).map_err(|_| E::invalid_length(v.len(), &self))?;
+                Ok(Uid::Uuid(bytes))
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
@@ -197,8 +219,12 @@ impl Time {
 }
 
 impl Serialize for Time {
-    /// Formatted on the stack (snapshots write millions of timestamps).
+    /// RFC 3339 text in human-readable formats (JSON), formatted on the stack; in binary ones
+    /// (the persistence format), seconds since the epoch.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_i64(self.unix());
+        }
         match self.rfc3339() {
             Some(b) => s.serialize_str(std::str::from_utf8(&b).map_err(serde::ser::Error::custom)?),
             None => s.collect_str(self),
@@ -207,10 +233,27 @@ impl Serialize for Time {
 }
 
 impl<'de> Deserialize<'de> for Time {
+    /// Either form [`Serialize`] writes, in any format: RFC 3339 text (data written before the
+    /// binary form, and JSON) or seconds since the epoch.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::model::atom::from_str_with(d, |s| {
-            Time::parse_rfc3339(s).ok_or_else(|| "invalid RFC 3339 time".to_string())
-        })
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Time;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an RFC 3339 time or seconds since the epoch")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Time, E> {
+                Time::parse_rfc3339(v).ok_or_else(|| E::custom("invalid RFC 3339 time"))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Time, E> {
+                Time::from_unix(v).ok_or_else(|| E::custom("the epoch itself is not a time"))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Time, E> {
+                let v = i64::try_from(v).map_err(|_| E::custom("a time past year 292 billion"))?;
+                self.visit_i64(v)
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 

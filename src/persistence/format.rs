@@ -14,13 +14,20 @@ use thiserror::Error;
 use crate::model::{Object, Uid};
 
 /// The snapshot and log format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 writes uids (UUIDs) and timestamps in their binary forms (16 bytes, seconds since the
+/// epoch) instead of text; version 1 data, all text, is still read.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads.
+const OLDEST_FORMAT_VERSION: u32 = 1;
 
 /// Why stored data could not be read.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum FormatError {
     /// The data was written by a format this build does not know.
-    #[error("unknown format version {found} (this build reads version {FORMAT_VERSION})")]
+    #[error(
+        "unknown format version {found} (this build reads versions {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION})"
+    )]
     UnknownVersion {
         /// The version found.
         found: u32,
@@ -227,7 +234,7 @@ fn chunk_entries(packed: &[u8], skip: impl Fn(&Uid) -> bool) -> Result<Vec<Chunk
     let mut out = Vec::with_capacity(n.min(rest.len()));
     for _ in 0..n {
         let element = rest;
-        let known = object_uid(rest).is_some_and(|uid| skip(&Uid::parse(uid)));
+        let known = object_uid(rest).is_some_and(|uid| skip(&uid));
         skip_value(&mut rest)?;
         let element = &element[..element.len() - rest.len()];
         out.push(if known {
@@ -360,9 +367,9 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
                                 .map_or(0, |ns| rustc_hash::FxBuildHasher.hash_one(ns));
                             skip_value(&mut rest).ok()?;
                             let range = start..packed.len() - rest.len();
-                            (Uid::parse(uid), LogOp::At { range, group })
+                            (uid, LogOp::At { range, group })
                         }
-                        "Delete" => (Uid::parse(take_str(&mut rest)?), LogOp::Deleted),
+                        "Delete" => (take_uid(&mut rest)?, LogOp::Deleted),
                         _ => return None,
                     };
                     out.ops.push(op);
@@ -376,11 +383,21 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
 
 /// The uid of the object that `value` starts with: its first field, as the writer lays objects
 /// out; `None` for any other layout.
-fn object_uid(mut value: &[u8]) -> Option<&str> {
+fn object_uid(mut value: &[u8]) -> Option<Uid> {
     match (take_header(&mut value), take_str(&mut value)) {
-        (Ok(Header::Map(_)), Some("uid")) => take_str(&mut value),
+        (Ok(Header::Map(_)), Some("uid")) => take_uid(&mut value),
         _ => None,
     }
+}
+
+/// Reads a uid in either form `Uid` serialises to: 16 bytes (a UUID) or text.
+fn take_uid(rest: &mut &[u8]) -> Option<Uid> {
+    if let [0xc4, 16, tail @ ..] = *rest {
+        let (bytes, tail) = tail.split_first_chunk::<16>()?;
+        *rest = tail;
+        return Some(Uid::Uuid(*bytes));
+    }
+    take_str(rest).map(Uid::parse)
 }
 
 /// The namespace of the object that `value` starts with, where it is among the object's first
@@ -534,7 +551,7 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, FormatError> {
 }
 
 fn check_version(found: u32) -> Result<(), FormatError> {
-    if found == FORMAT_VERSION {
+    if (OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&found) {
         Ok(())
     } else {
         Err(FormatError::UnknownVersion { found })
@@ -587,6 +604,7 @@ pub fn decode_file(bytes: &[u8]) -> Result<SnapshotFile, FormatError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Time;
     use crate::relations::Projector;
     use serde_json::json;
 
@@ -595,7 +613,7 @@ mod tests {
             Projector::default()
                 .project(&json!({"apiVersion": "v1", "kind": "Pod",
                     "metadata": {"name": "p", "namespace": "n", "uid": "3f2c1a9e-8b7d-4c6e-a5f4-0123456789ab",
-                        "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "r", "uid": "x"}],
+                        "creationTimestamp": "2024-05-01T12:00:00Z", "labels": {"app": "web"}, "ownerReferences": [{"kind": "ReplicaSet", "name": "r", "uid": "x"}],
                         "annotations": {"meta.helm.sh/release-name": "r", "meta.helm.sh/release-namespace": "n"}},
                     "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}],
                         "volumes": [{"name": "v", "configMap": {"name": "cm"}}]},
@@ -711,6 +729,78 @@ mod tests {
             index_batch(&bytes, crc, "part").unwrap_err(),
             FormatError::UnknownVersion { found: 99 }
         );
+    }
+
+    /// `value` as format version 1 wrote it: uids and timestamps as text.
+    fn encode_v1<T: Serialize>(value: &T) -> (Vec<u8>, u32) {
+        let mut packed = Vec::new();
+        let mut s = rmp_serde::Serializer::new(&mut packed)
+            .with_struct_map()
+            .with_human_readable();
+        value.serialize(&mut s).unwrap();
+        let compressed = lz4_flex::compress_prepend_size(&packed);
+        let crc = crc32fast::hash(&compressed);
+        (compressed, crc)
+    }
+
+    #[test]
+    fn uids_and_times_are_binary_and_version_1_text_is_still_read() {
+        let objects = objects(3);
+        let text = objects[0].uid.to_string();
+        let unpacked = |(bytes, crc): (Vec<u8>, u32)| unpack(&bytes, crc, "x").unwrap();
+        let v2 = unpacked(encode(&objects));
+        let v1 = unpacked(encode_v1(&objects));
+        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+        assert!(contains(&v1, text.as_bytes()) && contains(&v1, b"2024-05-01T12:00:00Z"));
+        assert!(!contains(&v2, text.as_bytes()) && !contains(&v2, b"2024-05-01T12:00:00Z"));
+        assert!(
+            v2.len() + 3 * 30 <= v1.len(),
+            "{} vs {} bytes",
+            v2.len(),
+            v1.len()
+        );
+        assert_eq!(objects[0].created.map(Time::unix), Some(1_714_564_800));
+
+        // Version 1 data decodes to the same objects, in full and through the walks.
+        let (bytes, crc) = encode_v1(&objects);
+        assert_eq!(
+            decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap(),
+            objects
+        );
+        let known = [objects[1].uid.clone()];
+        let some = decode_chunk(&bytes, crc, "chunk", |uid| known.contains(uid)).unwrap();
+        assert!(matches!(&some[0], ChunkEntry::Decoded(d) if *d == objects[0]));
+        assert!(matches!(some[1], ChunkEntry::Skipped));
+        let b = Batch {
+            format: 1,
+            graph_generation: 9,
+            ops: vec![
+                Op::Upsert(objects[0].clone()),
+                Op::Delete(objects[1].uid.clone()),
+                Op::Delete(Uid::parse("not-a-uuid")),
+            ],
+        };
+        let (bytes, crc) = encode_v1(&b);
+        assert_eq!(decode::<Batch>(&bytes, crc, "batch").unwrap(), b);
+        let index = index_batch(&bytes, crc, "part").unwrap();
+        let uids: Vec<&Uid> = index.ops.iter().map(|(u, _)| u).collect();
+        assert_eq!(
+            uids,
+            [&objects[0].uid, &objects[1].uid, &Uid::parse("not-a-uuid")]
+        );
+        match &index.ops[0].1 {
+            LogOp::At { range, .. } => assert_eq!(
+                decode_state(&index.packed, range.clone(), "part").unwrap(),
+                objects[0]
+            ),
+            other => panic!("{other:?}"),
+        }
+
+        // JSON keeps the text forms.
+        let json = serde_json::to_value(&*objects[0]).unwrap();
+        assert_eq!(json["uid"], text.as_str());
+        assert_eq!(json["created"], "2024-05-01T12:00:00Z");
+        assert_eq!(serde_json::from_value::<Object>(json).unwrap(), *objects[0]);
     }
 
     #[test]
