@@ -658,7 +658,7 @@ fn restore_with_longest_log(
     );
     // Just under the trigger: the producer holds at the target, but what is already in the
     // channel (up to half its capacity) is still written after it.
-    let target = snapshot.bytes * 2 * 95 / 100;
+    let target = snapshot.bytes * persistence::LOG_LIMIT_SNAPSHOTS * 95 / 100;
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
         let (tx, a, b, stop) = (rig.tx().clone(), changed_a, changed_b, stop.clone());

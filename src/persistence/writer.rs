@@ -317,8 +317,8 @@ impl Writer {
         // then holds about three images' worth, however fast the cluster changes, and recovery
         // replays about two images' worth of log at most (plus what is written while a
         // background snapshot runs).
-        let log_full =
-            self.log_bytes_since_snapshot > (2 * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
+        let log_full = self.log_bytes_since_snapshot
+            > (super::LOG_LIMIT_SNAPSHOTS * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
         let periodic =
             log_full || (!interval.is_zero() && self.last_snapshot.elapsed() >= interval);
         // A snapshot replaces the log entry only when it costs about as much: when a quarter of
@@ -936,5 +936,36 @@ mod tests {
             outer,
             "the calling thread keeps its priority"
         );
+    }
+}
+
+#[cfg(test)]
+mod grouping_tests {
+    use std::sync::Arc;
+
+    use crate::model::Object;
+    use crate::relations::Projector;
+
+    fn object(namespace: &str, name: &str) -> Arc<Object> {
+        let json = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("{namespace}-{name}")}});
+        Arc::new(Projector::default().project(&json).unwrap())
+    }
+
+    #[test]
+    fn snapshot_objects_are_grouped_by_namespace_in_the_order_first_seen() {
+        let objects = [
+            object("b", "1"),
+            object("a", "1"),
+            object("b", "2"),
+            object("c", "1"),
+            object("a", "2"),
+            object("b", "3"),
+        ];
+        let grouped: Vec<String> = super::grouped_by_namespace(objects.iter())
+            .into_iter()
+            .map(|o| format!("{}/{}", o.namespace, o.name))
+            .collect();
+        assert_eq!(grouped, ["b/1", "b/2", "b/3", "a/1", "a/2", "c/1"]);
     }
 }
