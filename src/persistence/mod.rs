@@ -23,16 +23,16 @@ use parking_lot::Mutex;
 use thiserror::Error;
 
 pub use format::{FORMAT_VERSION, FormatError, Manifest};
-
-/// A snapshot is taken once the log written since the last one outgrows this many times that
-/// snapshot's bytes (whatever the schedule): it bounds both Redis's memory and the log that
-/// recovery reads.
-pub const LOG_LIMIT_SNAPSHOTS: u64 = 2;
 pub use store::{RedisConfig, StoreError};
 
 use crate::graph::{Change, Graph};
 use crate::ingest::{GraphHandle, unix_ms};
 use crate::model::{Object, Uid};
+
+/// A snapshot is taken once the log written since the last one outgrows this many times that
+/// snapshot's bytes (whatever the schedule): it bounds both Redis's memory and the log that
+/// recovery reads.
+pub const LOG_LIMIT_SNAPSHOTS: u64 = 2;
 
 /// How persistence behaves.
 #[derive(Clone, Debug)]
