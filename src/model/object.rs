@@ -4,6 +4,12 @@
 //! new `Object`. It holds what the relationship rules, the status rules and the API need, and
 //! nothing else: no Secret or ConfigMap data, no managedFields, no annotation outside the
 //! allow-list.
+//!
+//! Serde names. An object and its parts serialise only for persistence (the API writes its own
+//! views of them), so their fields and the spec's variants carry short names
+//! (`#[serde(rename = "u")]`): field names were nearly a third of every packed object. Each keeps
+//! its long name as an `alias`, so data written with the long names (persistence format versions
+//! 1 and 2) is still read.
 
 use std::ops::Deref;
 
@@ -148,12 +154,16 @@ impl std::fmt::Display for EdgeType {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OwnerRef {
     /// The owner's uid: the only thing the `owns` rule matches on.
+    #[serde(rename = "u", alias = "uid")]
     pub uid: Uid,
     /// The owner's kind, as the reference names it.
+    #[serde(rename = "k", alias = "kind")]
     pub kind: Atom,
     /// The owner's name.
+    #[serde(rename = "n", alias = "name")]
     pub name: Name,
     /// Whether this owner is the managing controller.
+    #[serde(rename = "c", alias = "controller")]
     pub controller: bool,
 }
 
@@ -161,8 +171,10 @@ pub struct OwnerRef {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ReleaseKey {
     /// The release namespace ("" for a cluster-scoped member found through labels).
+    #[serde(rename = "ns", alias = "namespace")]
     pub namespace: Atom,
     /// The release name.
+    #[serde(rename = "n", alias = "name")]
     pub name: Atom,
 }
 
@@ -207,14 +219,19 @@ impl<'de> Deserialize<'de> for Release {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Replicas {
     /// What the spec asks for.
+    #[serde(rename = "d", alias = "desired")]
     pub desired: u32,
     /// What exists.
+    #[serde(rename = "c", alias = "current")]
     pub current: u32,
     /// Ready.
+    #[serde(rename = "r", alias = "ready")]
     pub ready: u32,
     /// Available.
+    #[serde(rename = "a", alias = "available")]
     pub available: u32,
     /// Running the current template.
+    #[serde(rename = "u", alias = "updated")]
     pub updated: u32,
 }
 
@@ -222,14 +239,19 @@ pub struct Replicas {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PodUses {
     /// `spec.serviceAccountName`, `default` when empty.
+    #[serde(rename = "sa", alias = "service_account")]
     pub service_account: Atom,
     /// ConfigMaps, sorted, unique.
+    #[serde(rename = "cm", alias = "config_maps")]
     pub config_maps: Box<[Atom]>,
     /// Secrets, sorted, unique.
+    #[serde(rename = "s", alias = "secrets")]
     pub secrets: Box<[Atom]>,
     /// PersistentVolumeClaims, sorted, unique.
+    #[serde(rename = "c", alias = "claims")]
     pub claims: Box<[Atom]>,
     /// Container images in container order (init containers excluded).
+    #[serde(rename = "i", alias = "images")]
     pub images: Box<[Atom]>,
 }
 
@@ -237,12 +259,16 @@ pub struct PodUses {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PodInfo {
     /// What the Pod uses.
+    #[serde(rename = "u", alias = "uses")]
     pub uses: PodUses,
     /// `spec.nodeName`.
+    #[serde(rename = "nn", alias = "node_name")]
     pub node_name: Option<Atom>,
     /// Sum of the containers' restart counts.
+    #[serde(rename = "r", alias = "restarts")]
     pub restarts: u32,
     /// `status.phase`.
+    #[serde(rename = "p", alias = "phase")]
     pub phase: Option<Atom>,
 }
 
@@ -250,10 +276,13 @@ pub struct PodInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WorkloadInfo {
     /// What the pod template uses.
+    #[serde(rename = "u", alias = "uses")]
     pub uses: PodUses,
     /// Replica counters (Jobs: parallelism as desired, active/succeeded as current/ready).
+    #[serde(rename = "r", alias = "replicas")]
     pub replicas: Replicas,
     /// StatefulSet `volumeClaimTemplates[].metadata.name`.
+    #[serde(rename = "ct", alias = "claim_templates")]
     pub claim_templates: Box<[Atom]>,
 }
 
@@ -262,10 +291,13 @@ pub struct WorkloadInfo {
 pub struct ServiceInfo {
     /// `spec.selector` when non-empty.
     #[serde(with = "selector_text")]
+    #[serde(rename = "s", alias = "selector")]
     pub selector: Option<Selector>,
     /// `spec.type`, `ClusterIP` when absent.
+    #[serde(rename = "t", alias = "service_type")]
     pub service_type: Atom,
     /// `spec.clusterIP`.
+    #[serde(rename = "ip", alias = "cluster_ip")]
     pub cluster_ip: Option<Atom>,
 }
 
@@ -273,8 +305,10 @@ pub struct ServiceInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum PodTarget {
     /// By uid (then only by uid).
+    #[serde(rename = "u", alias = "Uid")]
     Uid(Uid),
     /// By name in the slice's namespace.
+    #[serde(rename = "n", alias = "Name")]
     Name(Atom),
 }
 
@@ -282,8 +316,10 @@ pub enum PodTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct EndpointSliceInfo {
     /// The `kubernetes.io/service-name` label.
+    #[serde(rename = "s", alias = "service")]
     pub service: Option<Atom>,
     /// Pod targets, sorted, unique.
+    #[serde(rename = "t", alias = "targets")]
     pub targets: Box<[PodTarget]>,
 }
 
@@ -291,10 +327,13 @@ pub struct EndpointSliceInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct IngressInfo {
     /// `spec.ingressClassName`, else the `kubernetes.io/ingress.class` annotation.
+    #[serde(rename = "c", alias = "class")]
     pub class: Option<Atom>,
     /// Backend Services, sorted, unique.
+    #[serde(rename = "s", alias = "services")]
     pub services: Box<[Atom]>,
     /// TLS Secrets, sorted, unique.
+    #[serde(rename = "ts", alias = "tls_secrets")]
     pub tls_secrets: Box<[Atom]>,
 }
 
@@ -302,12 +341,16 @@ pub struct IngressInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ClaimRef {
     /// Usually `PersistentVolumeClaim`.
+    #[serde(rename = "k", alias = "kind")]
     pub kind: Atom,
     /// The claim's namespace.
+    #[serde(rename = "ns", alias = "namespace")]
     pub namespace: Atom,
     /// The claim's name.
+    #[serde(rename = "n", alias = "name")]
     pub name: Atom,
     /// The claim's uid, when set.
+    #[serde(rename = "u", alias = "uid")]
     pub uid: Option<Uid>,
 }
 
@@ -315,10 +358,13 @@ pub struct ClaimRef {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VolumeInfo {
     /// PVC: `spec.volumeName`.
+    #[serde(rename = "vn", alias = "volume_name")]
     pub volume_name: Option<Atom>,
     /// `spec.storageClassName`, else the deprecated annotation.
+    #[serde(rename = "sc", alias = "storage_class")]
     pub storage_class: Option<Atom>,
     /// PV: `spec.claimRef`.
+    #[serde(rename = "cr", alias = "claim_ref")]
     pub claim_ref: Option<ClaimRef>,
 }
 
@@ -326,16 +372,22 @@ pub struct VolumeInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HpaInfo {
     /// `spec.scaleTargetRef.kind`.
+    #[serde(rename = "tk", alias = "target_kind")]
     pub target_kind: Atom,
     /// `spec.scaleTargetRef.name`.
+    #[serde(rename = "tn", alias = "target_name")]
     pub target_name: Atom,
     /// `spec.minReplicas`.
+    #[serde(rename = "min", alias = "min_replicas")]
     pub min_replicas: Option<u32>,
     /// `spec.maxReplicas`.
+    #[serde(rename = "max", alias = "max_replicas")]
     pub max_replicas: u32,
     /// `status.currentReplicas`.
+    #[serde(rename = "cur", alias = "current_replicas")]
     pub current_replicas: u32,
     /// `status.desiredReplicas`.
+    #[serde(rename = "des", alias = "desired_replicas")]
     pub desired_replicas: u32,
 }
 
@@ -344,6 +396,7 @@ pub struct HpaInfo {
 pub struct SelectorInfo {
     /// The Pod selector; `None` selects nothing.
     #[serde(with = "selector_text")]
+    #[serde(rename = "s", alias = "selector")]
     pub selector: Option<Selector>,
 }
 
@@ -351,10 +404,13 @@ pub struct SelectorInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HelmRecord {
     /// The release (namespace = the Secret's namespace).
+    #[serde(rename = "r", alias = "release")]
     pub release: Atom,
     /// The `version` label: the release revision.
+    #[serde(rename = "v", alias = "version")]
     pub version: u32,
     /// The `status` label.
+    #[serde(rename = "s", alias = "status")]
     pub status: Atom,
 }
 
@@ -362,8 +418,10 @@ pub struct HelmRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SecretInfo {
     /// `type`.
+    #[serde(rename = "t", alias = "secret_type")]
     pub secret_type: Atom,
     /// Set for Helm's release Secrets.
+    #[serde(rename = "h", alias = "helm_record")]
     pub helm_record: Option<HelmRecord>,
 }
 
@@ -371,8 +429,10 @@ pub struct SecretInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReleaseInfo {
     /// The highest revision seen in the release records.
+    #[serde(rename = "r", alias = "revision")]
     pub revision: u32,
     /// Its `status` label.
+    #[serde(rename = "s", alias = "record_status")]
     pub record_status: Option<Atom>,
 }
 
@@ -383,24 +443,34 @@ pub enum Spec {
     #[default]
     None,
     /// A Pod.
+    #[serde(rename = "pod", alias = "Pod")]
     Pod(Box<PodInfo>),
     /// A workload with a pod template.
+    #[serde(rename = "wl", alias = "Workload")]
     Workload(Box<WorkloadInfo>),
     /// A Service.
+    #[serde(rename = "svc", alias = "Service")]
     Service(Box<ServiceInfo>),
     /// An EndpointSlice.
+    #[serde(rename = "eps", alias = "EndpointSlice")]
     EndpointSlice(Box<EndpointSliceInfo>),
     /// An Ingress.
+    #[serde(rename = "ing", alias = "Ingress")]
     Ingress(Box<IngressInfo>),
     /// A PersistentVolumeClaim or PersistentVolume.
+    #[serde(rename = "vol", alias = "Volume")]
     Volume(Box<VolumeInfo>),
     /// A HorizontalPodAutoscaler.
+    #[serde(rename = "hpa", alias = "Hpa")]
     Hpa(Box<HpaInfo>),
     /// A PodDisruptionBudget or NetworkPolicy: its Pod selector.
+    #[serde(rename = "psel", alias = "PodSelector")]
     PodSelector(Box<SelectorInfo>),
     /// A Secret.
+    #[serde(rename = "sec", alias = "Secret")]
     Secret(Box<SecretInfo>),
     /// A synthetic HelmRelease.
+    #[serde(rename = "rel", alias = "Release")]
     Release(Box<ReleaseInfo>),
 }
 
@@ -408,34 +478,49 @@ pub enum Spec {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Object {
     /// `metadata.uid` (synthesised from the identity when absent).
+    #[serde(rename = "u", alias = "uid")]
     pub uid: Uid,
     /// Group and kind.
+    #[serde(rename = "k", alias = "kind")]
     pub kind: Kind,
     /// `apiVersion` as the source gave it.
+    #[serde(rename = "av", alias = "api_version")]
     pub api_version: Atom,
     /// `metadata.namespace`, "" for cluster-scoped objects.
+    #[serde(rename = "ns", alias = "namespace")]
     pub namespace: Atom,
     /// `metadata.name`.
+    #[serde(rename = "n", alias = "name")]
     pub name: Name,
     /// `metadata.resourceVersion`.
+    #[serde(rename = "rv", alias = "resource_version")]
     pub resource_version: CompactString,
     /// `metadata.creationTimestamp`.
+    #[serde(rename = "c", alias = "created")]
     pub created: Option<Time>,
     /// `metadata.deletionTimestamp`.
+    #[serde(rename = "d", alias = "deleted")]
     pub deleted: Option<Time>,
     /// `metadata.labels`.
+    #[serde(rename = "l", alias = "labels")]
     pub labels: Labels,
     /// `metadata.annotations` on the allow-list, sorted by key.
+    #[serde(rename = "a", alias = "annotations")]
     pub annotations: Box<[(Atom, Box<str>)]>,
     /// `metadata.ownerReferences`.
+    #[serde(rename = "o", alias = "owners")]
     pub owners: Box<[OwnerRef]>,
     /// Health summary.
+    #[serde(rename = "s", alias = "status")]
     pub status: Status,
     /// One-line explanation of the status (interned: most messages repeat).
+    #[serde(rename = "m", alias = "message")]
     pub message: Atom,
     /// The Helm release this object belongs to.
+    #[serde(rename = "r", alias = "release")]
     pub release: Option<Release>,
     /// Kind-specific fields.
+    #[serde(rename = "sp", alias = "spec")]
     pub spec: Spec,
 }
 

@@ -15,8 +15,11 @@ use crate::model::{Object, Uid};
 
 /// The snapshot and log format this build writes and reads.
 /// Version 2 writes uids (UUIDs) and timestamps in their binary forms (16 bytes, seconds since the
-/// epoch) instead of text; version 1 data, all text, is still read.
-pub const FORMAT_VERSION: u32 = 2;
+/// epoch) instead of text. Version 3 writes an object's field names (and its spec's variant) in
+/// short forms (`u` for `uid`, `ns` for `namespace`, ...; see `model::object`): they were nearly
+/// a third of every packed object. Versions 1 and 2 (all names long; version 1 all text) are
+/// still read.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build reads.
 const OLDEST_FORMAT_VERSION: u32 = 1;
@@ -382,10 +385,10 @@ fn walk_batch(packed: &[u8]) -> Option<WalkedBatch> {
 }
 
 /// The uid of the object that `value` starts with: its first field, as the writer lays objects
-/// out; `None` for any other layout.
+/// out (named `u`, or `uid` before version 3); `None` for any other layout.
 fn object_uid(mut value: &[u8]) -> Option<Uid> {
     match (take_header(&mut value), take_str(&mut value)) {
-        (Ok(Header::Map(_)), Some("uid")) => take_uid(&mut value),
+        (Ok(Header::Map(_)), Some("u" | "uid")) => take_uid(&mut value),
         _ => None,
     }
 }
@@ -401,13 +404,14 @@ fn take_uid(rest: &mut &[u8]) -> Option<Uid> {
 }
 
 /// The namespace of the object that `value` starts with, where it is among the object's first
-/// few fields (as the writer lays objects out); `None` otherwise.
+/// few fields (as the writer lays objects out; named `ns`, or `namespace` before version 3);
+/// `None` otherwise.
 fn object_namespace(mut value: &[u8]) -> Option<&str> {
     let Ok(Header::Map(fields)) = take_header(&mut value) else {
         return None;
     };
     for _ in 0..fields.min(6) {
-        if take_str(&mut value)? == "namespace" {
+        if matches!(take_str(&mut value)?, "ns" | "namespace") {
             return take_str(&mut value);
         }
         skip_value(&mut value).ok()?;
@@ -798,9 +802,102 @@ mod tests {
 
         // JSON keeps the text forms.
         let json = serde_json::to_value(&*objects[0]).unwrap();
-        assert_eq!(json["uid"], text.as_str());
-        assert_eq!(json["created"], "2024-05-01T12:00:00Z");
+        assert_eq!(json["u"], text.as_str());
+        assert_eq!(json["c"], "2024-05-01T12:00:00Z");
         assert_eq!(serde_json::from_value::<Object>(json).unwrap(), *objects[0]);
+    }
+
+    /// Data that the build before version 3 wrote (`testdata/`, made with that build from 54 demo
+    /// objects: every kind and spec variant the demo has, a deleted object, a Helm release, a
+    /// claimed volume; then a deletion): a snapshot chunk, a log part, and the same objects as
+    /// its JSON (long field names, like the binary form then). Not to be regenerated: it stands
+    /// for what older servers left in Redis.
+    const CHUNK_V2: &[u8] = include_bytes!("testdata/chunk-v2.lz4");
+    const LOG_PART_V2: &[u8] = include_bytes!("testdata/log-part-v2.lz4");
+    const OBJECTS_V2_JSON: &str = include_str!("testdata/objects-v2.json");
+
+    /// Every scalar in a JSON document, keys left out, sorted: equal for the same objects whatever
+    /// their field names are.
+    fn leaves(v: &serde_json::Value) -> Vec<String> {
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                serde_json::Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+                other => out.push(other.to_string()),
+            }
+        }
+        let mut out = Vec::new();
+        walk(v, &mut out);
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn version_2_data_with_long_field_names_is_still_read() {
+        let expected: Vec<Arc<Object>> = serde_json::from_str(OBJECTS_V2_JSON).unwrap();
+        assert_eq!(expected.len(), 54);
+        // No field fell back to a default for want of its old name: the same values, renamed.
+        let old: serde_json::Value = serde_json::from_str(OBJECTS_V2_JSON).unwrap();
+        let new = serde_json::to_value(&expected).unwrap();
+        let (old_leaves, new_leaves) = (leaves(&old), leaves(&new));
+        let lost: Vec<_> = old_leaves
+            .iter()
+            .filter(|l| !new_leaves.contains(l))
+            .collect();
+        assert!(lost.is_empty(), "lost: {lost:?}");
+        assert_eq!(old_leaves, new_leaves);
+        assert!(old.to_string().contains("\"resource_version\""));
+        assert!(!new.to_string().contains("\"resource_version\""));
+
+        // The snapshot chunk: decoded in full, and walked (uid found under its old name).
+        let crc = crc32fast::hash(CHUNK_V2);
+        let chunk: Vec<Arc<Object>> = decode(CHUNK_V2, crc, "chunk").unwrap();
+        assert_eq!(chunk, expected);
+        let known = [expected[3].uid.clone()];
+        let entries = decode_chunk(CHUNK_V2, crc, "chunk", |uid| known.contains(uid)).unwrap();
+        assert_eq!(entries.len(), expected.len());
+        for (i, (entry, o)) in entries.iter().zip(&expected).enumerate() {
+            match entry {
+                ChunkEntry::Skipped => assert_eq!(i, 3),
+                ChunkEntry::Decoded(d) => assert_eq!(d, o),
+            }
+        }
+
+        // The log part: indexed by the walk (uid and namespace under their old names), and
+        // each state decoded from where the walk found it.
+        let index = index_batch(LOG_PART_V2, crc32fast::hash(LOG_PART_V2), "part").unwrap();
+        assert_eq!(index.graph_generation, 42);
+        assert_eq!(index.ops.len(), expected.len() + 1);
+        for ((uid, op), o) in index.ops.iter().zip(&expected) {
+            assert_eq!(*uid, o.uid);
+            match op {
+                LogOp::At { range, group } => {
+                    let ns = rustc_hash::FxBuildHasher.hash_one(o.namespace.as_str());
+                    assert_eq!(*group, ns, "{}", o.name);
+                    assert_eq!(
+                        decode_state(&index.packed, range.clone(), "part").unwrap(),
+                        *o
+                    );
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(index.ops.last().unwrap().1, LogOp::Deleted));
+
+        // Written again, the same objects take the short names, and far fewer bytes.
+        let v2 = unpack(CHUNK_V2, crc32fast::hash(CHUNK_V2), "chunk").unwrap();
+        let (bytes, crc) = encode(&expected);
+        let v3 = unpack(&bytes, crc, "chunk").unwrap();
+        assert!(
+            v3.len() * 4 < v2.len() * 3,
+            "{} vs {} bytes",
+            v3.len(),
+            v2.len()
+        );
+        assert_eq!(
+            decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap(),
+            expected
+        );
     }
 
     #[test]
