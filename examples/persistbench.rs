@@ -500,6 +500,26 @@ fn direct_writer(redis: &Redis, a: &[Arc<Object>], b: &[Arc<Object>], seconds: u
     r
 }
 
+/// A graph restored as `serve` restores it, with the time spent building it.
+struct Timed {
+    g: Graph,
+    building: Duration,
+}
+
+impl persistence::Restore for Timed {
+    fn reserve(&mut self, objects: usize) {
+        let t = Instant::now();
+        self.g.reserve(objects);
+        self.building += t.elapsed();
+    }
+
+    fn apply(&mut self, change: Change) {
+        let t = Instant::now();
+        self.g.apply(change);
+        self.building += t.elapsed();
+    }
+}
+
 fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
     let cfg = config(redis);
     for round in rounds {
@@ -507,14 +527,12 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
         // As `serve` does it: the graph is built while later chunks are read and decoded.
         let t = Instant::now();
-        let mut g = Graph::new();
-        let mut building = Duration::ZERO;
-        let r = persistence::recover_with(&cfg.redis, |c| {
-            let t = Instant::now();
-            g.apply(c);
-            building += t.elapsed();
-        })
-        .expect("recovers");
+        let mut timed = Timed {
+            g: Graph::new(),
+            building: Duration::ZERO,
+        };
+        let r = persistence::recover_with(&cfg.redis, &mut timed).expect("recovers");
+        let Timed { g, building } = timed;
         println!(
             "in-process round {round}: Redis to a built graph {:.2?} (of which reading and indexing the log {:.2?}, applying to the graph {building:.2?}); {} log entries replayed ({} states of {} objects); {} objects, {} nodes",
             t.elapsed(),

@@ -203,11 +203,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 384, ..ProptestConfig::default() })]
 
     #[test]
-    fn any_interleaving_gives_the_from_scratch_graph(ops in ops(), shuffle_seed in any::<u64>()) {
+    fn any_interleaving_gives_the_from_scratch_graph(
+        ops in ops(),
+        shuffle_seed in any::<u64>(),
+        (reserve_at, reserve) in (0usize..80, 0usize..5_000),
+    ) {
         let p = Projector::default();
         let mut g = Graph::new();
         let mut live: BTreeMap<ObjectKey, Arc<Object>> = BTreeMap::new();
-        for op in &ops {
+        for (i, op) in ops.iter().enumerate() {
+            // Room made at any point (as recovery does before building) changes nothing but
+            // capacity: the uid table rehashes what it holds.
+            if i == reserve_at {
+                g.reserve(reserve);
+            }
             match op {
                 Op::Upsert(v) => {
                     let o = Arc::new(p.project(v).unwrap());

@@ -227,9 +227,7 @@ pub(super) fn run(args: &ServeArgs) -> Result<(), Failure> {
                 }
                 let started = Instant::now();
                 // The graph is built while the snapshot's later chunks are still being read.
-                match persistence::recover_with(&pc.redis, |c| {
-                    graph.apply(c);
-                }) {
+                match persistence::recover_with(&pc.redis, &mut graph) {
                     Ok(r) => {
                         tracing::info!(
                             objects = r.objects.len(),

@@ -173,6 +173,19 @@ impl Graph {
         }
     }
 
+    /// Makes room for `additional` more objects (and as many edges) at once: a graph built from
+    /// a known number of objects (a restored snapshot) then never regrows its node and edge
+    /// storage or its uid table on the way. Regrowing the uid table rehashes every entry, and
+    /// each rehash reads the uid through its node: at a million objects, a few hundred
+    /// milliseconds of cache misses.
+    pub fn reserve(&mut self, additional: usize) {
+        self.g.reserve_nodes(additional);
+        self.g.reserve_edges(additional);
+        let (g, hasher) = (&self.g, &self.hasher);
+        self.uids
+            .reserve(additional, |&ix| hasher.hash_one(&g[ix].uid));
+    }
+
     /// A counter that grows with every change that modified the graph.
     pub fn generation(&self) -> u64 {
         self.generation

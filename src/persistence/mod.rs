@@ -526,15 +526,41 @@ pub enum RecoverError {
     },
 }
 
+/// What [`recover_with`] builds from the recovered state: a [`Graph`], as a rule.
+pub trait Restore {
+    /// About `objects` objects are coming (told once, before the first of them).
+    fn reserve(&mut self, objects: usize);
+    /// One change of the recovered state.
+    fn apply(&mut self, change: Change);
+}
+
+impl Restore for Graph {
+    fn reserve(&mut self, objects: usize) {
+        Graph::reserve(self, objects);
+    }
+
+    fn apply(&mut self, change: Change) {
+        Graph::apply(self, change);
+    }
+}
+
+/// Builds nothing: [`recover`] returns the objects only.
+struct Nothing;
+
+impl Restore for Nothing {
+    fn reserve(&mut self, _: usize) {}
+    fn apply(&mut self, _: Change) {}
+}
+
 /// Reads the newest complete snapshot and the log entries after it. Nothing is deleted or
 /// changed; unreadable data is reported, not touched.
 pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
-    recover_with(cfg, |_| {})
+    recover_with(cfg, &mut Nothing)
 }
 
-/// [`recover`], handing every change of the recovered state to `apply` as soon as it is read. A
-/// graph built from these changes is ready when this returns. On an error, what `apply` received
-/// must be discarded.
+/// [`recover`], handing every change of the recovered state to `into` as soon as it is read
+/// (told first how many objects to expect). A graph built from these changes is ready when this
+/// returns. On an error, what `into` received must be discarded.
 ///
 /// The log is read first and indexed on all cores: the last operation on each object it
 /// touches. Replaying it in order on top of the snapshot built every object the log changed
@@ -546,10 +572,7 @@ pub fn recover(cfg: &RedisConfig) -> Result<Recovered, RecoverError> {
 /// come (the snapshot's chunks in their stored order) and decodes a unit of the log itself when
 /// nothing is ready: the graph is built while the rest is decoded, whatever order the log's
 /// states are in.
-pub fn recover_with(
-    cfg: &RedisConfig,
-    mut apply: impl FnMut(Change),
-) -> Result<Recovered, RecoverError> {
+pub fn recover_with(cfg: &RedisConfig, into: &mut impl Restore) -> Result<Recovered, RecoverError> {
     let mut store = writer::connect(cfg)?;
     let mut out = Recovered {
         log_id: "0-0".into(),
@@ -571,14 +594,14 @@ pub fn recover_with(
     out.log_took = started.elapsed();
     out.log_states = log.states;
     out.log_objects = log.last.len();
-    let mut objects = Vec::with_capacity(
-        manifest
-            .as_ref()
-            .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0))
-            .max(log.last.len()),
-    );
+    let expected = manifest
+        .as_ref()
+        .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0))
+        .max(log.last.len());
+    into.reserve(expected);
+    let mut objects = Vec::with_capacity(expected);
     let mut put = |o: &Arc<Object>| {
-        apply(Change::Upsert(o.clone()));
+        into.apply(Change::Upsert(o.clone()));
         objects.push(o.clone());
     };
     log.ready.iter().for_each(&mut put);
