@@ -67,6 +67,9 @@ enum RedisPriority {
     Idle,
 }
 
+/// This harness's own text, for `--help`.
+const SOURCE: &str = include_str!("loadgen.rs");
+
 fn options() -> Options {
     let mut o = Options {
         objects: 1_000_000,
@@ -82,10 +85,13 @@ fn options() -> Options {
         load: None,
         redis_priority: None,
     };
+    common::help(SOURCE);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let value = it
+            .next()
+            .unwrap_or_else(|| common::usage_error(SOURCE, &format!("{flag} needs a value")));
         match flag.as_str() {
             "--objects" => o.objects = value.parse().expect("--objects N"),
             "--connections" => o.connections = value.parse().expect("--connections N"),
@@ -114,7 +120,7 @@ fn options() -> Options {
                 );
                 o.persistence = value.clone();
             }
-            other => panic!("unknown option {other}"),
+            other => common::usage_error(SOURCE, &format!("unknown option {other}")),
         }
     }
     o

@@ -54,6 +54,9 @@ struct Options {
     bin: PathBuf,
 }
 
+/// This harness's own text, for `--help`.
+const SOURCE: &str = include_str!("persistbench.rs");
+
 fn options() -> Options {
     let mut o = Options {
         objects: 1_000_000,
@@ -62,17 +65,20 @@ fn options() -> Options {
         only: None,
         bin: common::release_bin(),
     };
+    common::help(SOURCE);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let value = it
+            .next()
+            .unwrap_or_else(|| common::usage_error(SOURCE, &format!("{flag} needs a value")));
         match flag.as_str() {
             "--objects" => o.objects = value.parse().expect("--objects N"),
             "--seconds" => o.seconds = value.parse().expect("--seconds S"),
             "--rate" => o.rate = value.parse().expect("--rate R"),
             "--only" => o.only = Some(value.clone()),
             "--bin" => o.bin = value.into(),
-            other => panic!("unknown option {other}"),
+            other => common::usage_error(SOURCE, &format!("unknown option {other}")),
         }
     }
     o

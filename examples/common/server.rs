@@ -1,11 +1,35 @@
-//! What the load harnesses share: the release binary next to them, the `astrolabe serve` process
-//! (stopped by its own PID, also when a harness panics), a blocking loopback GET, and CPU time
-//! read from /proc.
+//! What the load harnesses share: `--help` and usage errors (their own doc comment), the
+//! release binary next to them, the `astrolabe serve` process (stopped by its own PID, also when
+//! a harness panics), a blocking loopback GET, and CPU time read from /proc.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+/// A harness's doc comment: the `//!` lines of `source`, the harness's own text.
+fn doc(source: &str) -> String {
+    source
+        .lines()
+        .map_while(|l| l.strip_prefix("//!"))
+        .map(|l| format!("{}\n", l.strip_prefix(' ').unwrap_or(l)))
+        .collect()
+}
+
+/// Answers `--help` or `-h` with the harness's doc comment (see [`doc`]), and exits.
+pub fn help(source: &str) {
+    if std::env::args().skip(1).any(|a| a == "--help" || a == "-h") {
+        print!("{}", doc(source));
+        std::process::exit(0);
+    }
+}
+
+/// A bad command line: what is wrong, then the harness's doc comment, on stderr; exit code 2.
+#[allow(clippy::print_stderr)]
+pub fn usage_error(source: &str, why: &str) -> ! {
+    eprint!("{why}\n\n{}", doc(source));
+    std::process::exit(2);
+}
 
 /// The `astrolabe` binary of the same build as the running example (`target/release/astrolabe`
 /// for `cargo run --release --example ...`).
