@@ -945,6 +945,8 @@ fn unreadable_data_is_reported_and_left_untouched() {
     let good_chunk: Vec<u8> = redis::cmd("GET").arg(&chunk_key).query(&mut c).unwrap();
     let manifest = persistence::format::decode_manifest(&good_manifest).unwrap();
 
+    let mut overstated = manifest.clone();
+    overstated.objects = u64::MAX;
     let mut future = manifest;
     future.format = 99;
     type Corruption<'a> = Box<dyn Fn(&mut redis::Connection) + 'a>;
@@ -959,6 +961,18 @@ fn unreadable_data_is_reported_and_left_untouched() {
                     .unwrap();
             }),
             "unknown format version 99",
+        ),
+        (
+            // A count no allocation could hold: reported, not a crash while making room.
+            "overstated object count",
+            Box::new(|c| {
+                let _: () = redis::cmd("SET")
+                    .arg(&manifest_key)
+                    .arg(persistence::format::encode_manifest(&overstated))
+                    .query(c)
+                    .unwrap();
+            }),
+            "objects but holds",
         ),
         (
             "truncated chunk",

@@ -544,6 +544,10 @@ impl Restore for Graph {
     }
 }
 
+/// The most objects recovery reserves room for up front (16 M; more are still built, growing as
+/// they come).
+const RESERVE_MAX: usize = 1 << 24;
+
 /// Builds nothing: [`recover`] returns the objects only.
 struct Nothing;
 
@@ -594,9 +598,12 @@ pub fn recover_with(cfg: &RedisConfig, into: &mut impl Restore) -> Result<Recove
     out.log_took = started.elapsed();
     out.log_states = log.states;
     out.log_objects = log.last.len();
+    // The manifest's count is checked against the chunks only once they are read: as a hint for
+    // reserving, it is capped, so that a wrong count cannot ask for an impossible allocation.
     let expected = manifest
         .as_ref()
         .map_or(0, |m| usize::try_from(m.objects).unwrap_or(0))
+        .min(RESERVE_MAX)
         .max(log.last.len());
     into.reserve(expected);
     let mut objects = Vec::with_capacity(expected);
