@@ -913,12 +913,18 @@ fn read_chunks<'scope>(
                                 generation: manifest.generation,
                                 chunk: i,
                             })?;
-                    let objects = format::decode_chunk(
-                        &bytes,
-                        info.crc32,
-                        &format!("snapshot {} chunk {i}", manifest.generation),
-                        |uid| known.contains_key(uid),
-                    )
+                    let what = format!("snapshot {} chunk {i}", manifest.generation);
+                    let objects = if known.is_empty() {
+                        // Nothing to skip (no log after the snapshot, as after a clean
+                        // shutdown): decoded in one pass, not walked object by object to find
+                        // each one's uid and end first (about 15 % of decoding a chunk).
+                        format::decode::<Vec<Arc<Object>>>(&bytes, info.crc32, &what)
+                            .map(|v| v.into_iter().map(format::ChunkEntry::Decoded).collect())
+                    } else {
+                        format::decode_chunk(&bytes, info.crc32, &what, |uid| {
+                            known.contains_key(uid)
+                        })
+                    }
                     .map_err(StoreError::from)?;
                     if tx.send(Ok((i, objects))).is_err() {
                         return Ok(());
