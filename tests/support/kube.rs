@@ -310,7 +310,20 @@ impl KubeApiServer {
         s
     }
 
+    /// Starts etcd on fresh ports and waits for it to be healthy; if a port was taken between
+    /// picking it and etcd binding it (another test's process got it first), tries again on fresh
+    /// ones, as [`Self::spawn_apiserver`] does. etcd binds before it writes its data directory.
     fn start_etcd(&mut self) {
+        for attempt in 0..3 {
+            match self.spawn_etcd() {
+                Ok(()) => return,
+                Err(e) if attempt < 2 && e.contains("address already in use") => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    fn spawn_etcd(&mut self) -> Result<(), String> {
         let client_port = free_port();
         let peer_port = free_port();
         let client_url = format!("http://127.0.0.1:{client_port}");
@@ -345,14 +358,19 @@ impl KubeApiServer {
                 }
             });
             if ok {
-                return;
+                return Ok(());
             }
             let exited = self.etcd.as_mut().unwrap().try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "etcd did not become healthy ({exited:?}):\n{}",
-                tail(&self.dir.path().join("etcd.log"), 60)
-            );
+            if exited.is_some() || Instant::now() >= deadline {
+                if let Some(mut c) = self.etcd.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                return Err(format!(
+                    "etcd did not become healthy ({exited:?}):\n{}",
+                    tail(&self.dir.path().join("etcd.log"), 60)
+                ));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
