@@ -1,6 +1,7 @@
 //! Benchmarks of the persistence formats: one snapshot chunk (25,000 objects of the demo mix, as
-//! the writer stores them) encoded, decoded (whole, and object by object as recovery reads a
-//! chunk, none of them skipped), and walked with every object skipped (what recovery
+//! the writer stores them) encoded, decoded (in one pass, as recovery reads a chunk with no log
+//! after it; and object by object behind the walk that finds each uid, as it reads one when a log
+//! follows, none of them skipped), and walked with every object skipped (what recovery
 //! does with the snapshot's objects that the log replaced); the same objects as one log part,
 //! indexed (uid, namespace and place of each state) with its buffer handed back to the pool, or
 //! kept (as recovery keeps a part with states left to decode, so a fresh buffer each time).
@@ -51,7 +52,7 @@ fn chunk(c: &mut Criterion) {
             decoded
         })
     });
-    group.bench_function("decode as recovery does, nothing skipped", |b| {
+    group.bench_function("decode behind the walk, nothing skipped", |b| {
         b.iter(|| {
             let entries = format::decode_chunk(&bytes, crc, "chunk", |_| false).expect("decodes");
             assert_eq!(entries.len(), objects.len());

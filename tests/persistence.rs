@@ -950,39 +950,34 @@ fn unreadable_data_is_reported_and_left_untouched() {
     let mut future = manifest;
     future.format = 99;
     type Corruption<'a> = Box<dyn Fn(&mut redis::Connection) + 'a>;
+    // Most corruptions store other bytes under one key.
+    let set = |key: &str, value: &[u8]| -> Corruption<'static> {
+        let (key, value) = (key.to_string(), value.to_vec());
+        Box::new(move |c| {
+            let _: () = redis::cmd("SET").arg(&key).arg(&value).query(c).unwrap();
+        })
+    };
     let cases: Vec<(&str, Corruption, &str)> = vec![
         (
             "unknown version",
-            Box::new(|c| {
-                let _: () = redis::cmd("SET")
-                    .arg(&manifest_key)
-                    .arg(persistence::format::encode_manifest(&future))
-                    .query(c)
-                    .unwrap();
-            }),
+            set(
+                &manifest_key,
+                &persistence::format::encode_manifest(&future),
+            ),
             "unknown format version 99",
         ),
         (
             // A count no allocation could hold: reported, not a crash while making room.
             "overstated object count",
-            Box::new(|c| {
-                let _: () = redis::cmd("SET")
-                    .arg(&manifest_key)
-                    .arg(persistence::format::encode_manifest(&overstated))
-                    .query(c)
-                    .unwrap();
-            }),
+            set(
+                &manifest_key,
+                &persistence::format::encode_manifest(&overstated),
+            ),
             "objects but holds",
         ),
         (
             "truncated chunk",
-            Box::new(|c| {
-                let _: () = redis::cmd("SET")
-                    .arg(&chunk_key)
-                    .arg(&good_chunk[..good_chunk.len() / 2])
-                    .query(c)
-                    .unwrap();
-            }),
+            set(&chunk_key, &good_chunk[..good_chunk.len() / 2]),
             "checksum mismatch",
         ),
         (
@@ -994,24 +989,12 @@ fn unreadable_data_is_reported_and_left_untouched() {
         ),
         (
             "foreign current",
-            Box::new(|c| {
-                let _: () = redis::cmd("SET")
-                    .arg(format!("{prefix}:current"))
-                    .arg("not-a-number")
-                    .query(c)
-                    .unwrap();
-            }),
+            set(&format!("{prefix}:current"), b"not-a-number"),
             "not a generation number",
         ),
         (
             "foreign manifest",
-            Box::new(|c| {
-                let _: () = redis::cmd("SET")
-                    .arg(&manifest_key)
-                    .arg("{\"some\": \"json\"}")
-                    .query(c)
-                    .unwrap();
-            }),
+            set(&manifest_key, b"{\"some\": \"json\"}"),
             "manifest",
         ),
     ];

@@ -176,8 +176,8 @@ impl Graph {
     /// Makes room for `additional` more objects (and as many edges) at once: a graph built from
     /// a known number of objects (a restored snapshot) then never regrows its node and edge
     /// storage or its uid table on the way. Regrowing the uid table rehashes every entry, and
-    /// each rehash reads the uid through its node: at a million objects, a few hundred
-    /// milliseconds of cache misses.
+    /// each rehash reads the uid through its node: a cache miss or two per entry, at every
+    /// doubling.
     pub fn reserve(&mut self, additional: usize) {
         self.g.reserve_nodes(additional);
         self.g.reserve_edges(additional);
