@@ -84,6 +84,34 @@ fn apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// A new version of every object of a built graph (only its resourceVersion differs): what the
+/// writer does for a cluster that keeps changing, each change finding its object by uid.
+fn update(c: &mut Criterion) {
+    let mut group = c.benchmark_group("update");
+    group.sample_size(10);
+    let size = size(1_000_000, 1_000);
+    let a = projected(size);
+    let b: Vec<Arc<Object>> = a
+        .iter()
+        .map(|o| {
+            let mut o = Object::clone(o);
+            o.resource_version = format!("{}-b", o.resource_version).into();
+            Arc::new(o)
+        })
+        .collect();
+    let mut g = build(&a);
+    let mut next = [&b, &a].into_iter().cycle();
+    group.throughput(Throughput::Elements(a.len() as u64));
+    group.bench_function(BenchmarkId::from_parameter(size), |bench| {
+        bench.iter(|| {
+            for o in next.next().expect("endless") {
+                g.apply(Change::Upsert(o.clone()));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn project(c: &mut Criterion) {
     let p = Projector::default();
     let values = demo_values(size(5_000, 500));
@@ -197,5 +225,5 @@ fn delete(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, apply, project, selectors, delete);
+criterion_group!(benches, apply, update, project, selectors, delete);
 criterion_main!(benches);

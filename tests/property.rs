@@ -18,8 +18,14 @@ use serde_json::{Value, json};
 const NAMESPACES: [&str; 2] = ["a", "b"];
 const NAMES: [&str; 3] = ["x", "y", "z"];
 
+/// A UUID for the first incarnation, text for the others: the graph keeps the two forms apart
+/// (a text uid's lookups go through its node).
 fn uid(kind: &str, ns: &str, name: &str, incarnation: u8) -> String {
-    Uid::synthetic(&["prop", kind, ns, name, &incarnation.to_string()]).to_string()
+    if incarnation == 0 {
+        Uid::synthetic(&["prop", kind, ns, name]).to_string()
+    } else {
+        format!("{kind}.{ns}.{name}.{incarnation}")
+    }
 }
 
 fn name() -> impl Strategy<Value = &'static str> {

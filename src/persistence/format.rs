@@ -160,9 +160,22 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
     crc: u32,
     what: &str,
 ) -> Result<T, FormatError> {
-    unpacked(bytes, crc, what, |packed| {
-        rmp_serde::from_slice(packed).map_err(|e| e.to_string())
-    })
+    unpacked(bytes, crc, what, |packed| whole(packed))
+}
+
+/// The one value `packed` holds, which must be all of it: bytes after the value mean the data
+/// is not what was written, even with a good checksum.
+fn whole<'de, T: Deserialize<'de>>(packed: &'de [u8]) -> Result<T, String> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(packed);
+    let value = T::deserialize(&mut de).map_err(|e| e.to_string())?;
+    match serde::de::IgnoredAny::deserialize(&mut de) {
+        Err(rmp_serde::decode::Error::InvalidMarkerRead(e))
+            if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            Ok(value)
+        }
+        _ => Err("bytes after the value".into()),
+    }
 }
 
 /// `f` applied to the unpacked (checked, decompressed) bytes; its error is a decoding error.
@@ -292,7 +305,7 @@ pub fn index_batch(bytes: &[u8], crc: u32, what: &str) -> Result<BatchIndex, For
     let walked = match walk_batch(&packed) {
         Some(walked) => walked,
         None => {
-            let decoded = rmp_serde::from_slice::<Batch>(&packed);
+            let decoded = whole::<Batch>(&packed);
             recycle(packed);
             let b = decoded.map_err(|e| FormatError::decode(what, e))?;
             check_version(b.format)?;
@@ -642,6 +655,28 @@ mod tests {
             ops: b.ops.as_slice(),
         };
         assert_eq!(encode(&borrowed), (bytes, crc));
+    }
+
+    #[test]
+    fn bytes_after_the_value_are_refused() {
+        let value = vec![object(), object()];
+        let mut packed = Vec::new();
+        rmp_serde::encode::write_named(&mut packed, &value).unwrap();
+        let seal = |packed: &[u8]| {
+            let compressed = lz4_flex::compress_prepend_size(packed);
+            let crc = crc32fast::hash(&compressed);
+            (compressed, crc)
+        };
+        let (bytes, crc) = seal(&packed);
+        assert_eq!(
+            decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap(),
+            value
+        );
+        // A third object after the two-element array, behind a good checksum.
+        rmp_serde::encode::write_named(&mut packed, &object()).unwrap();
+        let (bytes, crc) = seal(&packed);
+        let e = decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap_err();
+        assert!(e.to_string().contains("bytes after the value"), "{e}");
     }
 
     fn objects(n: usize) -> Vec<Arc<Object>> {
