@@ -3,9 +3,10 @@
 //! of N objects:
 //!
 //! - `throughput`: object changes persisted per second, sustained, end to end (changes sent to
-//!   the graph's writer, recorded for persistence, coalesced, written as log entries) and for the
-//!   Redis writer alone (fed directly); then `redis-benchmark -P 64 -t set` with the same value
-//!   size on the same Redis, in the same run, and the ratio.
+//!   the graph's writer, recorded for persistence, coalesced, written as log entries), each
+//!   window followed at once by `redis-benchmark -P 64 -t set` with the same value size on the
+//!   same Redis (in another database), for a number of rounds, and the ratios; then the Redis
+//!   writer alone (fed directly).
 //! - `restore`: a snapshot of the whole graph written, then read back and the graph rebuilt
 //!   (in-process, by phase), then `astrolabe serve` started on it as a process: time from exec to
 //!   serving the restored graph.
@@ -27,7 +28,8 @@
 //!
 //! Options: `--objects N` (default 1,000,000), `--seconds S` (measurement window, default 20),
 //! `--rate R` (changes per second during `snapshot` and `outage`, default 20,000), `--only NAME`
-//! (one of the scenarios above), `--bin PATH` (the server binary for `restore`).
+//! (one of the scenarios above), `--bin PATH` (the server binary for `restore`), `--rounds N`
+//! (end-to-end windows in `throughput`, each followed by its `redis-benchmark`; default 3).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,6 +54,7 @@ struct Options {
     rate: u64,
     only: Option<String>,
     bin: PathBuf,
+    rounds: usize,
 }
 
 /// This harness's own text, for `--help`.
@@ -64,6 +67,7 @@ fn options() -> Options {
         rate: 20_000,
         only: None,
         bin: common::release_bin(),
+        rounds: 3,
     };
     common::help(SOURCE);
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,6 +82,7 @@ fn options() -> Options {
             "--rate" => o.rate = value.parse().expect("--rate R"),
             "--only" => o.only = Some(value.clone()),
             "--bin" => o.bin = value.into(),
+            "--rounds" => o.rounds = value.parse().expect("--rounds N"),
             other => common::usage_error(SOURCE, &format!("unknown option {other}")),
         }
     }
@@ -228,18 +233,20 @@ impl Rig {
     }
 }
 
-/// Sends changes (alternating versions, every object in turn) until `stop`; at `rate` per
-/// second, or as fast as the graph's writer takes them when `rate` is 0. Returns how many.
+/// Sends changes (alternating versions, every object in turn, starting at change number `from`)
+/// until `stop`; at `rate` per second, or as fast as the graph's writer takes them when `rate` is
+/// 0. Returns the number of the next change (how many were sent, when `from` is 0).
 fn produce(
     tx: &EventSender,
     a: &[Arc<Object>],
     b: &[Arc<Object>],
     rate: u64,
+    from: u64,
     stop: &AtomicBool,
     hold: &dyn Fn() -> bool,
 ) -> u64 {
     let started = Instant::now();
-    let mut sent = 0u64;
+    let mut sent = from;
     let n = a.len() as u64;
     while !stop.load(Ordering::Relaxed) {
         if hold() {
@@ -259,7 +266,7 @@ fn produce(
             sent += 1;
         }
         if rate > 0 {
-            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            let due = Duration::from_secs_f64((sent - from) as f64 / rate as f64);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
@@ -330,22 +337,10 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
     let redis = Redis::start();
     let rig = Rig::start(config(&redis), a);
     let stats = rig.persistence().observer();
-    let stop = Arc::new(AtomicBool::new(false));
     // As fast as the graph takes changes, but never so fast that the persistence channel
     // overflows (which would coalesce changes into snapshots): the rate sustained without loss
     // of individual states.
     let capacity = config(&redis).channel_capacity;
-    let producer = {
-        let (tx, a, b, stop) = (rig.tx().clone(), a.to_vec(), b.to_vec(), stop.clone());
-        let observer = rig.persistence().observer();
-        std::thread::spawn(move || {
-            produce(&tx, &a, &b, 0, &stop, &|| {
-                observer.status().queue_depth > capacity / 2
-            })
-        })
-    };
-    // Warm up, then measure a window.
-    std::thread::sleep(Duration::from_secs(3));
     let read = || {
         let s = stats.stats();
         (
@@ -356,54 +351,92 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
             s.snapshots.load(Ordering::Relaxed),
         )
     };
-    let (g0, w0, b0, n0, s0) = read();
-    let cpu0 = cpu_by_thread(redis.pid());
-    let t0 = Instant::now();
-    let mut max_dirty = 0;
-    let mut max_queue = 0;
-    while t0.elapsed() < Duration::from_secs(o.seconds) {
-        std::thread::sleep(Duration::from_millis(100));
-        let st = stats.status();
-        max_dirty = max_dirty.max(st.dirty);
-        max_queue = max_queue.max(st.queue_depth);
-    }
-    let window = t0.elapsed();
-    let (g1, w1, b1, n1, s1) = read();
-    let running = stats.stats().snapshot_running.load(Ordering::Relaxed);
-    let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
-    stop.store(true, Ordering::Relaxed);
-    let sent = producer.join().unwrap();
-    let caught = Instant::now();
-    rig.persistence()
-        .flush(Duration::from_secs(120))
-        .expect("catch-up flush");
-    let catch_up = caught.elapsed();
-    let overflowed = stats.stats().overflowed.load(Ordering::Relaxed);
-    let value_size = (b1 - b0) / (w1 - w0).max(1);
-    println!("objects in the graph: {}", a.len());
-    println!(
-        "end to end, {window:.1?} window: changes applied {:.0}/s, object states written to Redis {:.0}/s \
-         ({} log entries, {:.0} objects each, {value_size} bytes per object)",
-        rate(g1 - g0, window),
-        rate(w1 - w0, window),
-        n1 - n0,
-        (w1 - w0) as f64 / (n1 - n0).max(1) as f64
-    );
-    println!(
-        "snapshots of the whole graph written in the background during the window: {} ({})",
-        s1 - s0,
-        if running {
-            "one still running at its end"
-        } else {
-            "none running at its end"
+    // Rounds of one end-to-end window, then `redis-benchmark` right after it with that window's
+    // value size: each ratio compares two rates of the same few seconds of this shared host.
+    let (mut ends, mut raws) = (Vec::new(), Vec::new());
+    let mut next = 0u64;
+    for round in 1..=o.rounds {
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (tx, a, b, stop) = (rig.tx().clone(), a.to_vec(), b.to_vec(), stop.clone());
+            let observer = rig.persistence().observer();
+            std::thread::spawn(move || {
+                produce(&tx, &a, &b, 0, next, &stop, &|| {
+                    observer.status().queue_depth > capacity / 2
+                })
+            })
+        };
+        // Warm up, then measure a window.
+        std::thread::sleep(Duration::from_secs(3));
+        let (g0, w0, b0, n0, s0) = read();
+        let cpu0 = cpu_by_thread(redis.pid());
+        let t0 = Instant::now();
+        let (mut max_dirty, mut max_queue) = (0, 0);
+        while t0.elapsed() < Duration::from_secs(o.seconds) {
+            std::thread::sleep(Duration::from_millis(100));
+            let st = stats.status();
+            max_dirty = max_dirty.max(st.dirty);
+            max_queue = max_queue.max(st.queue_depth);
         }
-    );
-    println!("CPU during the window, in % of one core: {cpu}");
-    println!(
-        "queue: deepest {max_queue}, dirty at most {max_dirty}, overflowed {overflowed} of {sent} changes sent; \
-         catch-up after the producer stopped: {catch_up:.1?}"
-    );
+        let window = t0.elapsed();
+        let (g1, w1, b1, n1, s1) = read();
+        let running = stats.stats().snapshot_running.load(Ordering::Relaxed);
+        let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
+        stop.store(true, Ordering::Relaxed);
+        let sent = producer.join().unwrap() - next;
+        next += sent;
+        let caught = Instant::now();
+        rig.persistence()
+            .flush(Duration::from_secs(120))
+            .expect("catch-up flush");
+        let catch_up = caught.elapsed();
+        // Nothing of this scenario runs beside `redis-benchmark`: not a snapshot, not an AOF
+        // rewrite it started.
+        while stats.stats().snapshot_running.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis.quiesce();
+        let overflowed = stats.stats().overflowed.load(Ordering::Relaxed);
+        let value_size = (b1 - b0) / (w1 - w0).max(1);
+        let end = rate(w1 - w0, window);
+        println!("round {round}:");
+        println!(
+            "  end to end, {window:.1?} window: changes applied {:.0}/s, object states written to Redis {end:.0}/s \
+             ({} log entries, {:.0} objects each, {value_size} bytes per object)",
+            rate(g1 - g0, window),
+            n1 - n0,
+            (w1 - w0) as f64 / (n1 - n0).max(1) as f64
+        );
+        println!(
+            "  snapshots of the whole graph written in the background during the window: {} ({})",
+            s1 - s0,
+            if running {
+                "one still running at its end"
+            } else {
+                "none running at its end"
+            }
+        );
+        println!("  CPU during the window, in % of one core: {cpu}");
+        println!(
+            "  queue: deepest {max_queue}, dirty at most {max_dirty}, overflowed {overflowed} of {} changes sent so far; \
+             catch-up after the producer stopped: {catch_up:.1?}",
+            next
+        );
+        let raw = raw_set(&redis, value_size, (end * o.seconds as f64) as u64);
+        println!(
+            "  raw SET right after, same value size: {raw:.0}/s; end to end / raw SET: {:.2}",
+            end / raw
+        );
+        ends.push(end);
+        raws.push(raw);
+    }
     rig.stop();
+    let (end, raw) = (median(&mut ends), median(&mut raws));
+    println!(
+        "end to end: median {end:.0}/s over {} rounds; raw SET: median {raw:.0}/s; ratio of the medians {:.2}",
+        o.rounds,
+        end / raw
+    );
 
     // The Redis writer alone, fed straight from a producer (no graph writer in front of it).
     redis.flushall();
@@ -412,12 +445,22 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         "Redis writer alone: {:.0} object states written per second",
         direct
     );
+    println!(
+        "Redis writer alone / median raw SET: {:.2}; end to end / 5,000 (the Go original's best): {:.0}x",
+        direct / raw,
+        end / 5000.0
+    );
+}
 
-    // The same Redis, raw: pipelined SETs of the same value size.
+/// `redis-benchmark -P 64 -t set` with values of `value_size` bytes, `requests` of them (at
+/// least a million), in database 9 (emptied after, so that the graph's keys in database 0 are
+/// untouched); returns SETs per second.
+fn raw_set(redis: &Redis, value_size: u64, requests: u64) -> f64 {
+    let requests = requests.max(1_000_000).to_string();
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string(), "--dbnum", "9"])
         .args(["-P", "64", "-t", "set", "-d", &value_size.to_string()])
-        .args(["-n", "5000000", "-r", "1000000", "-q"])
+        .args(["-n", &requests, "-r", "1000000", "-q"])
         .output()
         .expect("redis-benchmark is installed (redis-tools)");
     let text = String::from_utf8_lossy(&out.stdout);
@@ -427,22 +470,22 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let raw: f64 = line
-        .split_whitespace()
+    println!(
+        "  redis-benchmark -P 64 -t set -d {value_size} -n {requests} -r 1000000 --dbnum 9 (50 clients): {line}"
+    );
+    let mut c = redis.client();
+    let _: () = redis::cmd("SELECT").arg(9).query(&mut c).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+    line.split_whitespace()
         .nth(1)
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    println!(
-        "redis-benchmark -P 64 -t set -d {value_size} -n 5000000 -r 1000000 (50 clients): {line}"
-    );
-    if raw > 0.0 {
-        println!(
-            "ratio end to end / raw SET: {:.2}; Redis writer alone / raw SET: {:.2}; end to end / 5,000 (the Go original's best): {:.0}x",
-            rate(w1 - w0, window) / raw,
-            direct / raw,
-            rate(w1 - w0, window) / 5000.0
-        );
-    }
+        .expect("redis-benchmark printed its rate")
+}
+
+/// The median of `v` (the lower middle of an even count).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) / 2]
 }
 
 /// Feeds the Redis writer directly (as the graph's writer does, with increasing generations)
@@ -688,7 +731,7 @@ fn restore_with_longest_log(
         let (tx, a, b, stop) = (rig.tx().clone(), changed_a, changed_b, stop.clone());
         let observer = observer.clone();
         std::thread::spawn(move || {
-            produce(&tx, &a, &b, 0, &stop, &|| {
+            produce(&tx, &a, &b, 0, 0, &stop, &|| {
                 observer.status().queue_depth > capacity / 2
                     || observer.stats().log_bytes.load(Ordering::Relaxed) - bytes0 >= target
             })
@@ -879,7 +922,7 @@ fn streaming(
             b[1..].to_vec(),
             stop.clone(),
         );
-        std::thread::spawn(move || produce(&tx, &a, &b, rate, &stop, &|| false))
+        std::thread::spawn(move || produce(&tx, &a, &b, rate, 0, &stop, &|| false))
     };
     let probes = Probes::start(&rig, a, b, phases);
     (rig, probes, stop, producer)
