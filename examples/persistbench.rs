@@ -458,7 +458,8 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
 fn raw_set(redis: &Redis, value_size: u64, requests: u64) -> f64 {
     let requests = requests.max(1_000_000).to_string();
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string(), "--dbnum", "9"])
+        .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
+        .args(["--dbnum", "9"])
         .args(["-P", "64", "-t", "set", "-d", &value_size.to_string()])
         .args(["-n", &requests, "-r", "1000000", "-q"])
         .output()
