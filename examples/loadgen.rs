@@ -424,7 +424,7 @@ fn main() {
         } else {
             "-".into()
         };
-        let (mo, mn) = (median(&off), median(&on));
+        let (mo, mn) = (common::median(&off), common::median(&on));
         // Every request of every round of a side in one distribution: a p99 over rounds times
         // as many requests, less at the mercy of one round's hiccup than the median of p99s.
         let pooled = |runs: &[&Run]| {
@@ -446,18 +446,6 @@ fn main() {
             ms(pn),
             pn as f64 / po.max(1) as f64,
         );
-    }
-}
-
-/// The median (the mean of the middle two of an even count).
-fn median(v: &[u64]) -> u64 {
-    let mut v = v.to_vec();
-    v.sort_unstable();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
     }
 }
 

@@ -383,8 +383,7 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         let running = stats.stats().snapshot_running.load(Ordering::Relaxed);
         let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
         stop.store(true, Ordering::Relaxed);
-        let sent = producer.join().unwrap() - next;
-        next += sent;
+        next = producer.join().unwrap();
         let caught = Instant::now();
         rig.persistence()
             .flush(Duration::from_secs(120))
@@ -431,7 +430,7 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         raws.push(raw);
     }
     rig.stop();
-    let (end, raw) = (median(&mut ends), median(&mut raws));
+    let (end, raw) = (common::median(&ends), common::median(&raws));
     println!(
         "end to end: median {end:.0}/s over {} rounds; raw SET: median {raw:.0}/s; ratio of the medians {:.2}",
         o.rounds,
@@ -481,12 +480,6 @@ fn raw_set(redis: &Redis, value_size: u64, requests: u64) -> f64 {
         .nth(1)
         .and_then(|v| v.parse().ok())
         .expect("redis-benchmark printed its rate")
-}
-
-/// The median of `v` (the lower middle of an even count).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[(v.len() - 1) / 2]
 }
 
 /// Feeds the Redis writer directly (as the graph's writer does, with increasing generations)

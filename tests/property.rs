@@ -18,8 +18,8 @@ use serde_json::{Value, json};
 const NAMESPACES: [&str; 2] = ["a", "b"];
 const NAMES: [&str; 3] = ["x", "y", "z"];
 
-/// A UUID for the first incarnation, text for the others: the graph keeps the two forms apart
-/// (a text uid's lookups go through its node).
+/// A UUID for the first incarnation, text for the others: uids of both forms (kept as 16 bytes
+/// and as text) mix in every interleaving.
 fn uid(kind: &str, ns: &str, name: &str, incarnation: u8) -> String {
     if incarnation == 0 {
         Uid::synthetic(&["prop", kind, ns, name]).to_string()

@@ -1,4 +1,4 @@
-//! What the load harnesses share: `--help` and usage errors (their own doc comment), the
+//! What the load harnesses share: `--help` and usage errors (their own doc comment), medians, the
 //! release binary next to them, the `astrolabe serve` process (stopped by its own PID, also when
 //! a harness panics), a blocking loopback GET, and CPU time read from /proc.
 #![allow(dead_code, unreachable_pub)]
@@ -29,6 +29,21 @@ pub fn help(source: &str) {
 pub fn usage_error(source: &str, why: &str) -> ! {
     eprint!("{why}\n\n{}", doc(source));
     std::process::exit(2);
+}
+
+/// The median of `v`: the mean of the middle two of an even count.
+pub fn median<T>(v: &[T]) -> T
+where
+    T: Copy + PartialOrd + std::ops::Add<Output = T> + std::ops::Div<Output = T> + From<u8>,
+{
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / T::from(2)
+    }
 }
 
 /// The `astrolabe` binary of the same build as the running example (`target/release/astrolabe`
