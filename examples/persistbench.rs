@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use astrolabe::graph::{Change, Direction3, Graph, NodeIndex};
 use astrolabe::ingest::{self, EventSender, GraphHandle};
 use astrolabe::model::{Kind, Object};
-use astrolabe::persistence::{self, PersistConfig, Persistence, RedisConfig};
+use astrolabe::persistence::{self, PersistConfig, PersistObserver, Persistence, RedisConfig};
 use astrolabe::relations::Projector;
 use astrolabe::sources::demo::{DemoCluster, DemoConfig};
 use hdrhistogram::Histogram;
@@ -390,10 +390,9 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
             .expect("catch-up flush");
         let catch_up = caught.elapsed();
         // Nothing of this scenario runs beside `redis-benchmark`: not a snapshot, not an AOF
-        // rewrite it started.
-        while stats.stats().snapshot_running.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // rewrite it started. The log written in the window can make the next snapshot due as
+        // soon as the running one ends, so snapshots must have been quiet for a while.
+        quiet_snapshots(&stats);
         redis.quiesce();
         let overflowed = stats.stats().overflowed.load(Ordering::Relaxed);
         let value_size = (b1 - b0) / (w1 - w0).max(1);
@@ -449,6 +448,21 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         direct / raw,
         end / 5000.0
     );
+}
+
+/// Waits until no snapshot has run for a second: neither one running nor one finished.
+fn quiet_snapshots(observer: &PersistObserver) {
+    let stats = observer.stats();
+    let mut count = stats.snapshots.load(Ordering::Relaxed);
+    let mut quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = stats.snapshots.load(Ordering::Relaxed);
+        if stats.snapshot_running.load(Ordering::Relaxed) || now != count {
+            count = now;
+            quiet = Instant::now();
+        }
+    }
 }
 
 /// `redis-benchmark -P 64 -t set` with values of `value_size` bytes, `requests` of them (at
