@@ -27,6 +27,9 @@
 //! only what the server leaves, as if it ran on cores of its own like any production Redis; this
 //! isolates what the server's own persistence work costs its queries).
 //!
+//! Each run also reports how long the server's graph writer held its write lock in the window
+//! (`astrolabe_ingest_write_lock_hold_seconds`): the longest a query can have waited for it.
+//!
 //! ```text
 //! cargo run --release --example loadgen -- --churn 20000 --persistence compare
 //! ```
@@ -144,6 +147,53 @@ fn metric(text: &str, name: &str) -> f64 {
             (k == name || k == format!("{name}_total")).then(|| v.trim().parse().ok())?
         })
         .unwrap_or(0.0)
+}
+
+/// The cumulative buckets of a histogram in a Prometheus text exposition: (upper bound, count).
+fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(prefix.as_str())?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// How long the graph's writer held its write lock in a window (a query waits for it): the
+/// batches that held it longer than about 5 and 20 ms (the bucket bounds at or below those), and
+/// the bound of the longest hold's bucket.
+fn write_holds(before: &str, after: &str) -> String {
+    const HOLD: &str = "astrolabe_ingest_write_lock_hold_seconds";
+    let (b, a) = (buckets(before, HOLD), buckets(after, HOLD));
+    let delta: Vec<(f64, f64)> = a
+        .iter()
+        .map(|&(le, n)| (le, n - b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1)))
+        .collect();
+    let total = delta.last().map_or(0.0, |x| x.1);
+    let over = |secs: f64| {
+        let (le, n) = delta
+            .iter()
+            .rfind(|x| x.0 <= secs)
+            .copied()
+            .unwrap_or((0.0, 0.0));
+        format!("{:.0} over {:.1} ms", total - n, le * 1000.0)
+    };
+    let longest = delta
+        .iter()
+        .find(|x| x.1 >= total)
+        .map_or(0.0, |x| x.0 * 1000.0);
+    format!(
+        "the write lock was held {total:.0} times, {}, {}, the longest under {longest:.1} ms",
+        over(0.005),
+        over(0.020)
+    )
 }
 
 /// The AOF rewrites a redis-server has forked since it started: each takes most of a core for
@@ -665,8 +715,9 @@ fn run_server(
             results,
             change_rate: delta("astrolabe_graph_generation") / window,
             persistence: format!(
-                "{persistence}; the server used {:.1}% of one core",
-                100.0 * (cpu1.0 - cpu0.0) / window
+                "{persistence}; the server used {:.1}% of one core; {}",
+                100.0 * (cpu1.0 - cpu0.0) / window,
+                write_holds(&before, &after)
             ),
         }
     })

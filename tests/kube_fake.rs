@@ -692,6 +692,14 @@ fn every_kind_and_edge_arrives_updates_move_edges_and_secret_data_never_leaves()
             .any(|l| l.starts_with("astrolabe_apply_lag_seconds_count") && !l.ends_with(" 0")),
         "{text}"
     );
+    // Every batch the graph's writer applied held the write lock once.
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("astrolabe_ingest_write_lock_hold_seconds_count")
+                && !l.ends_with(" 0")
+        ),
+        "{text}"
+    );
     assert!(
         text.lines().any(|l| l.starts_with("astrolabe_objects{")
             && l.contains("\"Pod\"")

@@ -377,7 +377,7 @@ fn a_large_batch_is_one_log_entry_in_parts_and_a_bad_part_fails_the_whole_recove
     let mut cluster = None;
     rig.send_all(demo(6000, &mut cluster));
     rig.drain();
-    // The writer (in the idle class, so last on a busy machine) has taken every change.
+    // The writer (it may lag behind on a busy machine) has taken every change.
     wait_for(
         "the writer taking every change",
         Duration::from_secs(30),
@@ -553,8 +553,7 @@ fn a_repair_waits_for_the_background_snapshot_instead_of_removing_its_generation
     let mut c = redis.client();
     let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
     // The writer's connection is the oldest of those whose last command was its own (the
-    // snapshot's may still show the PING of its connect, when its idle-class thread has not run
-    // since).
+    // snapshot's may still show the PING of its connect, when its thread has not run since).
     let writer: u64 = clients
         .lines()
         .filter(|l| l.contains("cmd=xadd") || l.contains("cmd=ping"))

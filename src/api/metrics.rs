@@ -37,6 +37,8 @@ pub mod names {
     pub const CHANGES_APPLIED: &str = "astrolabe_changes_applied";
     /// Histogram of apply lag in seconds (source receipt to visible).
     pub const APPLY_LAG: &str = "astrolabe_apply_lag_seconds";
+    /// Histogram of how long the single writer held the graph's write lock, per batch.
+    pub const WRITE_LOCK_HOLD: &str = "astrolabe_ingest_write_lock_hold_seconds";
     /// Counter of Kubernetes watch events, by `kind` and `type`.
     pub const KUBE_EVENTS: &str = "astrolabe_kube_events";
     /// Counter of relists, by `kind`.
@@ -98,6 +100,11 @@ impl Metrics {
             names::APPLY_LAG,
             "Seconds from a source receiving a change to readers seeing it in the graph",
             graph.stats().apply_lag.clone(),
+        );
+        registry.register(
+            names::WRITE_LOCK_HOLD,
+            "Seconds the single writer held the graph's write lock per batch: the longest a query waits for it",
+            graph.stats().write_hold.clone(),
         );
         if let Some(k) = kube {
             registry.register(

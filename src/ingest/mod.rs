@@ -67,6 +67,9 @@ pub struct IngestStats {
     pub restored: AtomicBool,
     /// Seconds from a source receiving a change ([`Event::Received`]) to readers seeing it.
     pub apply_lag: Histogram,
+    /// Seconds the writer held the graph's write lock, per batch: the longest a query can wait
+    /// for it.
+    pub write_hold: Histogram,
 }
 
 impl Default for IngestStats {
@@ -79,6 +82,8 @@ impl Default for IngestStats {
             restored: AtomicBool::new(false),
             // 100 µs to about 13 s in steps of 1.5x: fine enough to read a p99 off.
             apply_lag: Histogram::new(exponential_buckets(0.000_1, 1.5, 30)),
+            // 10 µs to about 1.3 s.
+            write_hold: Histogram::new(exponential_buckets(0.000_01, 1.5, 30)),
         }
     }
 }
@@ -284,6 +289,8 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
             }
         }
         drop(graph);
+        let stats = &shared.stats;
+        stats.write_hold.observe(started.elapsed().as_secs_f64());
         if let Some(sink) = persist {
             sink.drop_superseded();
             if sink.has_dirty() {
@@ -292,7 +299,6 @@ fn run(shared: &Shared, rx: &Receiver<Event>, persist: Option<&PersistSink>) {
                 sink.resend_dirty(&shared.graph.read(), false);
             }
         }
-        let stats = &shared.stats;
         let now = Instant::now();
         for at in received.drain(..) {
             stats

@@ -213,11 +213,10 @@ impl PersistSink {
     }
 
     /// Frees the object versions the Redis writer is done with (those written and since replaced,
-    /// and snapshot images). It sends them back rather than dropping them itself: dropping the
-    /// last reference frees memory and may take the string interner's lock, and the writer runs
-    /// in the idle scheduling class, where being preempted while holding that lock would hold up
-    /// the threads that intern. Without persistence the graph's writer frees replaced versions
-    /// anyway; the graph's writer calls this between batches, outside the graph's lock.
+    /// and snapshot images). It sends them back rather than dropping them itself, so that they
+    /// are freed where replaced versions are freed without persistence: dropping a last
+    /// reference frees memory and may take the string interner's lock, which the queries take
+    /// too. The graph's writer calls this between batches, outside the graph's lock.
     ///
     /// A few thousand at most per call, so that a call takes well under a millisecond; a
     /// snapshot's end can give back tens of thousands at once.
@@ -238,8 +237,8 @@ impl PersistSink {
     ///
     /// Only the graph's writer calls this, between batches, with `graph` as it is now, so the
     /// channel stays in generation order: these states are the newest of their objects, sent
-    /// after every older change. The Redis writer never reads the graph, so it shares no lock
-    /// with ingest or the queries and can run in the idle scheduling class.
+    /// after every older change. The Redis writer never reads the graph, so it shares no lock of
+    /// ours with ingest or the queries.
     pub fn resend_dirty(&self, graph: &Graph, wait: bool) {
         let generation = graph.generation();
         let mut dirty = self.shared.dirty.lock();

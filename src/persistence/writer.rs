@@ -7,7 +7,7 @@
 //! When the channel is full, the change's uid goes into the shared dirty set instead, and the
 //! graph's writer sends the object's current state once the channel has room again
 //! (`PersistSink::resend_dirty`), still in order. This thread never reads the graph: it shares no
-//! lock with ingest or the queries, so it can run in the idle scheduling class (see `run`).
+//! lock of ours with ingest or the queries. It runs at the process's own priority (see `run`).
 //!
 //! Batches. Everything pending is written as one log entry (one XADD: atomic), so every state the
 //! log acknowledges is the graph's state at some generation. Pending changes are coalesced per uid
@@ -147,10 +147,11 @@ impl Writer {
     }
 
     pub(super) fn run(mut self) {
-        // Persistence is background work: the channel and the dirty set absorb any delay, so the
-        // ingest thread and the queries get the cores first, and a waking query preempts this
-        // thread at once (see `idle_priority`). It holds no lock they take.
-        idle_priority();
+        // At the process's own priority, as its encoding threads and snapshots are. In a lower
+        // one (the idle class or nice 19), a heavy query's p99 under change load was several
+        // times higher than without persistence, against about the same at this one
+        // (BENCHMARKS.md, (b)). Likely why: a thread that a saturated machine starves of CPU
+        // while it holds a lock that others need (the allocator's, the kernel's) holds them up.
         loop {
             match self.rx.recv_timeout(self.cfg.flush_interval) {
                 Ok(msg) => {
@@ -487,7 +488,6 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("astrolabe-snapshot".into())
             .spawn(move || {
-                // In the idle class, as this thread is (see `run`).
                 let written = connect(&redis).and_then(|mut store| {
                     write_image(&mut store, &image, graph_generation, log_id, how)
                 });
@@ -795,57 +795,6 @@ pub(super) fn grouped_by_namespace<'a>(
     out
 }
 
-/// Where the idle scheduling class is missing: the nice value of background work.
-const BACKGROUND_NICE: i8 = 19;
-
-/// Puts the calling thread in Linux's idle scheduling class (`SCHED_IDLE`), which the threads it
-/// then creates inherit: for the Redis writer, and so for its encoding threads and the snapshots
-/// it writes, in the background or not. They run on cores nothing else wants,
-/// and a waking ingest or query thread preempts them at once (a thread at nice 10 may run on to
-/// the end of its time slice first, which measurably delayed short queries on Linux 6.18's
-/// EEVDF). They still get a sliver of a saturated machine, so they progress; until then the
-/// channel, the dirty set and the log hold everything. Leaving the class would need a privilege,
-/// so these threads take no lock that ingest or the queries wait on (the graph's lock in
-/// particular; see `PersistSink::resend_dirty`).
-fn idle_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        use thread_priority::unix::{
-            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-            thread_native_id,
-        };
-        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-        match set_thread_priority_and_policy(
-            thread_native_id(),
-            thread_priority::ThreadPriority::Min,
-            idle,
-        ) {
-            Ok(()) => return,
-            Err(e) => {
-                tracing::debug!(error = ?e, "no idle scheduling class; lowering the nice value")
-            }
-        }
-    }
-    lower_priority(BACKGROUND_NICE);
-}
-
-/// Lowers the calling thread's scheduling priority to `nice`, which the threads it then creates
-/// inherit (raising it back would need a privilege, so this is for threads that only do
-/// background work: on a busy machine the ingest thread and the queries get the cores first).
-fn lower_priority(nice: i8) {
-    use thread_priority::{ThreadPriority, ThreadPriorityValue};
-    // The crate maps 0..=99 onto nice 19..=-20.
-    let value = (19 - i32::from(nice)) * 99 / 39;
-    if let Ok(p) = u8::try_from(value)
-        .map_err(drop)
-        .and_then(|v| ThreadPriorityValue::try_from(v).map_err(drop))
-        && let Err(e) =
-            thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(p))
-    {
-        tracing::debug!(error = ?e, "cannot lower the priority of a snapshot encoding thread");
-    }
-}
-
 /// The machine's cores.
 pub(super) fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
@@ -891,52 +840,6 @@ pub(super) fn connect(cfg: &RedisConfig) -> Result<Store, StoreError> {
     let mut s = cfg.connect()?;
     s.ping()?;
     Ok(s)
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    /// This thread's nice value, from /proc.
-    fn nice() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after "(comm)": state is the 1st, nice the 17th.
-        let rest = stat.rsplit_once(')').unwrap().1;
-        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
-    }
-
-    /// This thread's scheduling policy (5: SCHED_IDLE), from /proc.
-    fn policy() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        // Fields after "(comm)": policy is the 39th.
-        let rest = stat.rsplit_once(')').unwrap().1;
-        rest.split_whitespace().nth(38).unwrap().parse().unwrap()
-    }
-
-    #[test]
-    fn the_writer_and_every_thread_it_starts_run_in_the_idle_class() {
-        let outer = (nice(), policy());
-        // The writer; its encoders; a background snapshot started from it, as `start_snapshot`
-        // does (it sets no priority of its own).
-        let (writer, encoders, snapshot) = std::thread::spawn(|| {
-            super::idle_priority();
-            let writer = (nice(), policy());
-            let encoders = super::parallel_map(0..4, |_| (nice(), policy()));
-            let snapshot = std::thread::spawn(|| (nice(), policy())).join().unwrap();
-            (writer, encoders, snapshot)
-        })
-        .join()
-        .unwrap();
-        assert_eq!(writer.1, 5, "SCHED_IDLE");
-        assert!(
-            encoders.iter().all(|e| *e == writer),
-            "{writer:?} vs {encoders:?}"
-        );
-        assert_eq!(snapshot, writer);
-        assert_eq!(
-            (nice(), policy()),
-            outer,
-            "the calling thread keeps its priority"
-        );
-    }
 }
 
 #[cfg(test)]
