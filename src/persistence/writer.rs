@@ -150,8 +150,8 @@ impl Writer {
         // At the process's own priority, as its encoding threads and snapshots are. In a lower
         // one (the idle class or nice 19), a heavy query's p99 under change load was several
         // times higher than without persistence, against about the same at this one
-        // (BENCHMARKS.md, (b)). Likely why: a thread that a saturated machine starves of CPU
-        // while it holds a lock that others need (the allocator's, the kernel's) holds them up.
+        // (BENCHMARKS.md, (b)); why was not found (not the graph's lock, nor, it seems, the
+        // allocator's arenas).
         loop {
             match self.rx.recv_timeout(self.cfg.flush_interval) {
                 Ok(msg) => {
