@@ -28,6 +28,9 @@ use common::{Server, http_get, release_bin};
 use fake_kube::FakeKube;
 use serde_json::Value;
 
+/// This harness's own text, for `--help`.
+const SOURCE: &str = include_str!("kubebench.rs");
+
 struct Opts {
     bin: PathBuf,
     objects: usize,
@@ -44,17 +47,20 @@ fn main() {
         rate: 1_000,
         seconds: 30,
     };
+    common::help(SOURCE);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let value = it
+            .next()
+            .unwrap_or_else(|| common::usage_error(SOURCE, &format!("{flag} needs a value")));
         match flag.as_str() {
             "--bin" => o.bin = value.into(),
             "--objects" => o.objects = value.parse().expect("--objects N"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
             "--rate" => o.rate = value.parse().expect("--rate N"),
             "--seconds" => o.seconds = value.parse().expect("--seconds N"),
-            other => panic!("unknown flag {other}"),
+            other => common::usage_error(SOURCE, &format!("unknown option {other}")),
         }
     }
     let fake = FakeKube::start();
@@ -147,11 +153,7 @@ fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_secs(2));
     let after = lag_buckets(&addr);
-    let window: Vec<(f64, f64)> = after
-        .iter()
-        .zip(&before)
-        .map(|((le, a), (_, b))| (*le, a - b))
-        .collect();
+    let window = common::histogram_delta(&before, &after);
     let count = window.last().map_or(0.0, |(_, c)| *c);
     let pct = |q: f64| {
         window
@@ -178,16 +180,5 @@ fn node_count(addr: &str) -> u64 {
 /// The apply-lag histogram: (upper bound in seconds, cumulative count), in order.
 fn lag_buckets(addr: &str) -> Vec<(f64, f64)> {
     let text = http_get(addr, "/metrics").expect("metrics answer");
-    text.lines()
-        .filter(|l| l.starts_with("astrolabe_apply_lag_seconds_bucket{"))
-        .map(|l| {
-            let le = l.split("le=\"").nth(1).unwrap().split('"').next().unwrap();
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().unwrap()
-            };
-            (le, l.rsplit(' ').next().unwrap().parse().unwrap())
-        })
-        .collect()
+    common::histogram(&text, "astrolabe_apply_lag_seconds")
 }

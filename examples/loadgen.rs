@@ -149,33 +149,15 @@ fn metric(text: &str, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The cumulative buckets of a histogram in a Prometheus text exposition: (upper bound, count).
-fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
-    let prefix = format!("{name}_bucket{{le=\"");
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix(prefix.as_str())?;
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect()
-}
-
 /// How long the graph's writer held its write lock in a window (a query waits for it): the
 /// batches that held it longer than about 5 and 20 ms (the bucket bounds at or below those), and
 /// the bound of the longest hold's bucket.
 fn write_holds(before: &str, after: &str) -> String {
     const HOLD: &str = "astrolabe_ingest_write_lock_hold_seconds";
-    let (b, a) = (buckets(before, HOLD), buckets(after, HOLD));
-    let delta: Vec<(f64, f64)> = a
-        .iter()
-        .map(|&(le, n)| (le, n - b.iter().find(|x| x.0 == le).map_or(0.0, |x| x.1)))
-        .collect();
+    let delta = common::histogram_delta(
+        &common::histogram(before, HOLD),
+        &common::histogram(after, HOLD),
+    );
     let total = delta.last().map_or(0.0, |x| x.1);
     let over = |secs: f64| {
         let (le, n) = delta

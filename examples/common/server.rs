@@ -1,6 +1,7 @@
-//! What the load harnesses share: `--help` and usage errors (their own doc comment), medians, the
-//! release binary next to them, the `astrolabe serve` process (stopped by its own PID, also when
-//! a harness panics), a blocking loopback GET, and CPU time read from /proc.
+//! What the load harnesses share: `--help` and usage errors (their own doc comment), medians,
+//! histograms read from `/metrics`, the release binary next to them, the `astrolabe serve`
+//! process (stopped by its own PID, also when a harness panics), a blocking loopback GET, and CPU
+//! time read from /proc.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::BufRead;
@@ -44,6 +45,32 @@ where
     } else {
         (v[n / 2 - 1] + v[n / 2]) / T::from(2)
     }
+}
+
+/// The cumulative buckets of histogram `name` in a Prometheus text exposition: (upper bound in
+/// the histogram's unit, count), in order.
+pub fn histogram(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{le=\"");
+    text.lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(prefix.as_str())?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What a histogram counted between two readings of its buckets (see [`histogram`]).
+pub fn histogram_delta(before: &[(f64, f64)], after: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after
+        .iter()
+        .zip(before)
+        .map(|(&(le, a), &(_, b))| (le, a - b))
+        .collect()
 }
 
 /// The `astrolabe` binary of the same build as the running example (`target/release/astrolabe`
