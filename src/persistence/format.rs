@@ -118,6 +118,35 @@ pub struct Batch<O = Vec<Op>> {
     pub ops: O,
 }
 
+/// A slice that encodes exactly as the slice does, while the encoding thread hands its core to
+/// any other thread waiting for it every [`YIELD_EVERY`] items (see [`yield_point`]).
+pub struct Yielding<'a, T>(pub &'a [T]);
+
+impl<T: Serialize> Serialize for Yielding<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The iterator's exact length makes the same array header as a slice's.
+        s.collect_seq(self.0.iter().enumerate().map(|(i, item)| {
+            yield_point(i, YIELD_EVERY);
+            item
+        }))
+    }
+}
+
+/// Items encoded between two [`yield_point`]s: about 0.1 ms of work.
+pub const YIELD_EVERY: usize = 128;
+
+/// Persistence's long loops (encoding a log entry or a snapshot chunk, taking a snapshot's
+/// image) run at the process's own priority, beside the queries. Without a pause, a query thread
+/// woken while such a loop runs waits for the scheduler to preempt it, up to the next tick
+/// (4 ms here); at these points it gets the core at once. Yielding with nothing waiting costs a
+/// system call: well under 1 % of the work between two points.
+#[inline]
+pub fn yield_point(i: usize, every: usize) {
+    if i % every == every - 1 {
+        std::thread::yield_now();
+    }
+}
+
 /// Packed (uncompressed) buffers kept for the next call: growing a fresh multi-megabyte buffer
 /// costs more than the packing or unpacking itself (page faults, which also serialise the
 /// threads working in parallel).
@@ -652,9 +681,35 @@ mod tests {
         let borrowed = Batch {
             format: b.format,
             graph_generation: b.graph_generation,
-            ops: b.ops.as_slice(),
+            ops: Yielding(b.ops.as_slice()),
         };
         assert_eq!(encode(&borrowed), (bytes, crc));
+    }
+
+    #[test]
+    fn encoding_with_yield_points_makes_the_same_bytes() {
+        // More items than between two yield points, and not a multiple of it.
+        let objects = objects(2 * YIELD_EVERY + 5);
+        let ops: Vec<Op> = objects.iter().cloned().map(Op::Upsert).collect();
+        let yielding = Batch {
+            format: FORMAT_VERSION,
+            graph_generation: 3,
+            ops: Yielding(ops.as_slice()),
+        };
+        let plain = Batch {
+            format: FORMAT_VERSION,
+            graph_generation: 3,
+            ops: ops.clone(),
+        };
+        assert_eq!(encode(&yielding), encode(&plain));
+        // A snapshot chunk: references to the objects, as the writer holds them.
+        let refs: Vec<&Arc<Object>> = objects.iter().collect();
+        let (bytes, crc) = encode(&Yielding(refs.as_slice()));
+        assert_eq!((bytes.clone(), crc), encode(&objects));
+        assert_eq!(
+            decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap(),
+            objects
+        );
     }
 
     #[test]
