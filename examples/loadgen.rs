@@ -70,6 +70,106 @@ enum RedisPriority {
     Idle,
 }
 
+/// Every scenario and its request paths, with targets taken from the graph as it is now: the demo's
+/// churn replaces Pods (rollouts, restarts, scaling), so targets listed once would go stale and
+/// more and more requests would be answered 404 instead of doing the scenario's work.
+async fn scenario_paths(addr: &str, print: bool) -> Vec<(&'static str, Vec<String>)> {
+    let big = "marketplace";
+    let pods = json(
+        addr,
+        &format!("/api/v2/resources?kind=Pod&namespace={big}&limit=1000"),
+    )
+    .await;
+    let pod_uids: Vec<String> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["uid"].as_str().unwrap().to_string())
+        .collect();
+    let deployments = json(
+        addr,
+        &format!("/api/v2/resources?kind=Deployment&namespace={big}&limit=1000"),
+    )
+    .await;
+    let deployment_uids: Vec<String> = deployments["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["uid"].as_str().unwrap().to_string())
+        .collect();
+    let cm = json(
+        addr,
+        &format!("/api/v2/objects/ConfigMap/{big}/platform-config"),
+    )
+    .await;
+    let cm_uid = cm["resource"]["uid"].as_str().unwrap().to_string();
+    let users = cm["incoming"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["kind"] == "Pod")
+        .count();
+    let ns_size = json(addr, "/api/v2/namespaces").await["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == big)
+        .map_or(0, |n| n["count"].as_u64().unwrap());
+    if print {
+        println!(
+            "targets: {} Pods and {} Deployments of {big}; platform-config used by {users} Pods; {big} holds {ns_size} objects",
+            pod_uids.len(),
+            deployment_uids.len()
+        );
+    }
+
+    vec![
+        ("floor: GET /healthz (static JSON)", vec!["/healthz".into()]),
+        (
+            "get by uid",
+            pod_uids
+                .iter()
+                .map(|u| format!("/api/v2/resources/{u}"))
+                .collect(),
+        ),
+        (
+            "neighbors depth 2 of a Deployment, out (what it runs, mounts, uses)",
+            deployment_uids
+                .iter()
+                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2&direction=out"))
+                .collect(),
+        ),
+        (
+            "neighbors depth 2 of a Deployment, both directions",
+            deployment_uids
+                .iter()
+                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2"))
+                .collect(),
+        ),
+        (
+            "neighbors depth 2 of a Pod, both directions (through namespace hubs)",
+            pod_uids
+                .iter()
+                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2"))
+                .collect(),
+        ),
+        (
+            "impact of a ConfigMap used by 100 Pods",
+            vec![format!("/api/v2/resources/{cm_uid}/impact")],
+        ),
+        (
+            "list by namespace and kind (100 results)",
+            vec![format!(
+                "/api/v2/resources?namespace={big}&kind=Pod&limit=100"
+            )],
+        ),
+        (
+            "v1 graph?namespace= (5K-object namespace)",
+            vec![format!("/api/v1/graph?namespace={big}")],
+        ),
+    ]
+}
+
 /// This harness's own text, for `--help`.
 const SOURCE: &str = include_str!("loadgen.rs");
 
@@ -597,52 +697,7 @@ fn run_server(
         }
 
         // Targets, taken from the graph itself.
-        let big = "marketplace";
-        let pods = json(&addr, &format!("/api/v2/resources?kind=Pod&namespace={big}&limit=1000")).await;
-        let pod_uids: Vec<String> = pods["items"].as_array().unwrap().iter().map(|p| p["uid"].as_str().unwrap().to_string()).collect();
-        let deployments = json(&addr, &format!("/api/v2/resources?kind=Deployment&namespace={big}&limit=1000")).await;
-        let deployment_uids: Vec<String> =
-            deployments["items"].as_array().unwrap().iter().map(|d| d["uid"].as_str().unwrap().to_string()).collect();
-        let cm = json(&addr, &format!("/api/v2/objects/ConfigMap/{big}/platform-config")).await;
-        let cm_uid = cm["resource"]["uid"].as_str().unwrap().to_string();
-        let users = cm["incoming"].as_array().unwrap().iter().filter(|l| l["kind"] == "Pod").count();
-        let ns_size = json(&addr, "/api/v2/namespaces").await["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == big)
-            .map_or(0, |n| n["count"].as_u64().unwrap());
-        println!(
-            "targets: {} Pods and {} Deployments of {big}; platform-config used by {users} Pods; {big} holds {ns_size} objects",
-            pod_uids.len(),
-            deployment_uids.len()
-        );
-
-        let scenarios: Vec<(&str, Vec<String>)> = vec![
-            ("floor: GET /healthz (static JSON)", vec!["/healthz".into()]),
-            ("get by uid", pod_uids.iter().map(|u| format!("/api/v2/resources/{u}")).collect()),
-            (
-                "neighbors depth 2 of a Deployment, out (what it runs, mounts, uses)",
-                deployment_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2&direction=out")).collect(),
-            ),
-            (
-                "neighbors depth 2 of a Deployment, both directions",
-                deployment_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect(),
-            ),
-            (
-                "neighbors depth 2 of a Pod, both directions (through namespace hubs)",
-                pod_uids.iter().map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2")).collect(),
-            ),
-            (
-                "impact of a ConfigMap used by 100 Pods",
-                vec![format!("/api/v2/resources/{cm_uid}/impact")],
-            ),
-            (
-                "list by namespace and kind (100 results)",
-                vec![format!("/api/v2/resources?namespace={big}&kind=Pod&limit=100")],
-            ),
-            ("v1 graph?namespace= (5K-object namespace)", vec![format!("/api/v1/graph?namespace={big}")]),
-        ];
+        let scenarios = scenario_paths(&addr, true).await;
         let scenarios: Vec<(&str, Vec<String>)> = scenarios
             .into_iter()
             .enumerate()
@@ -664,7 +719,14 @@ fn run_server(
         let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let t0 = Instant::now();
         let mut results = Vec::new();
-        for (name, paths) in scenarios {
+        for (i, (name, paths)) in scenarios.into_iter().enumerate() {
+            // Fresh targets for each scenario (see `scenario_paths`); the first is the floor.
+            let paths = if i == 0 {
+                paths
+            } else {
+                let fresh = scenario_paths(&addr, false).await;
+                fresh.into_iter().find(|(n, _)| *n == name).map_or(paths, |(_, p)| p)
+            };
             let rate = rates.get(name).copied();
             match rate {
                 Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),
