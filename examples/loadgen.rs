@@ -27,6 +27,10 @@
 //! only what the server leaves, as if it ran on cores of its own like any production Redis; this
 //! isolates what the server's own persistence work costs its queries).
 //!
+//! The targets (Pods and Deployments of the largest namespace, a ConfigMap that 100 Pods use) are
+//! taken from the graph just before each scenario: the demo's churn replaces Pods, and stale uids
+//! would be answered 404 (counted in the `errors` column) instead of doing the scenario's work.
+//!
 //! Each run also reports how long the server's graph writer held its write lock in the window
 //! (`astrolabe_ingest_write_lock_hold_seconds`): the longest a query can have waited for it.
 //!
