@@ -79,28 +79,19 @@ enum RedisPriority {
 /// more and more requests would be answered 404 instead of doing the scenario's work.
 async fn scenario_paths(addr: &str, print: bool) -> Vec<(&'static str, Vec<String>)> {
     let big = "marketplace";
-    let pods = json(
-        addr,
-        &format!("/api/v2/resources?kind=Pod&namespace={big}&limit=1000"),
-    )
-    .await;
-    let pod_uids: Vec<String> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["uid"].as_str().unwrap().to_string())
-        .collect();
-    let deployments = json(
-        addr,
-        &format!("/api/v2/resources?kind=Deployment&namespace={big}&limit=1000"),
-    )
-    .await;
-    let deployment_uids: Vec<String> = deployments["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["uid"].as_str().unwrap().to_string())
-        .collect();
+    let uids = |kind: &'static str| async move {
+        let list = json(
+            addr,
+            &format!("/api/v2/resources?kind={kind}&namespace={big}&limit=1000"),
+        )
+        .await;
+        let items = list["items"].as_array().unwrap();
+        items
+            .iter()
+            .map(|o| o["uid"].as_str().unwrap().to_string())
+            .collect::<Vec<String>>()
+    };
+    let (pod_uids, deployment_uids) = (uids("Pod").await, uids("Deployment").await);
     let cm = json(
         addr,
         &format!("/api/v2/objects/ConfigMap/{big}/platform-config"),
@@ -127,35 +118,26 @@ async fn scenario_paths(addr: &str, print: bool) -> Vec<(&'static str, Vec<Strin
         );
     }
 
+    // Each of `uids` as `/api/v2/resources/{uid}{rest}`.
+    let each = |uids: &[String], rest: &str| -> Vec<String> {
+        uids.iter()
+            .map(|u| format!("/api/v2/resources/{u}{rest}"))
+            .collect()
+    };
     vec![
         ("floor: GET /healthz (static JSON)", vec!["/healthz".into()]),
-        (
-            "get by uid",
-            pod_uids
-                .iter()
-                .map(|u| format!("/api/v2/resources/{u}"))
-                .collect(),
-        ),
+        ("get by uid", each(&pod_uids, "")),
         (
             "neighbors depth 2 of a Deployment, out (what it runs, mounts, uses)",
-            deployment_uids
-                .iter()
-                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2&direction=out"))
-                .collect(),
+            each(&deployment_uids, "/neighbors?depth=2&direction=out"),
         ),
         (
             "neighbors depth 2 of a Deployment, both directions",
-            deployment_uids
-                .iter()
-                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2"))
-                .collect(),
+            each(&deployment_uids, "/neighbors?depth=2"),
         ),
         (
             "neighbors depth 2 of a Pod, both directions (through namespace hubs)",
-            pod_uids
-                .iter()
-                .map(|u| format!("/api/v2/resources/{u}/neighbors?depth=2"))
-                .collect(),
+            each(&pod_uids, "/neighbors?depth=2"),
         ),
         (
             "impact of a ConfigMap used by 100 Pods",
@@ -723,14 +705,10 @@ fn run_server(
         let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
         let t0 = Instant::now();
         let mut results = Vec::new();
-        for (i, (name, paths)) in scenarios.into_iter().enumerate() {
-            // Fresh targets for each scenario (see `scenario_paths`); the first is the floor.
-            let paths = if i == 0 {
-                paths
-            } else {
-                let fresh = scenario_paths(&addr, false).await;
-                fresh.into_iter().find(|(n, _)| *n == name).map_or(paths, |(_, p)| p)
-            };
+        for (name, paths) in scenarios {
+            // Fresh targets for each scenario (see `scenario_paths`).
+            let fresh = scenario_paths(&addr, false).await;
+            let paths = fresh.into_iter().find(|(n, _)| *n == name).map_or(paths, |(_, p)| p);
             let rate = rates.get(name).copied();
             match rate {
                 Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),

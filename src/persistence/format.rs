@@ -677,18 +677,12 @@ mod tests {
         };
         let (bytes, crc) = encode(&b);
         assert_eq!(decode::<Batch>(&bytes, crc, "batch").unwrap(), b);
-        // The borrowed form the writer sends is the same bytes.
-        let borrowed = Batch {
-            format: b.format,
-            graph_generation: b.graph_generation,
-            ops: Yielding(b.ops.as_slice()),
-        };
-        assert_eq!(encode(&borrowed), (bytes, crc));
     }
 
     #[test]
     fn encoding_with_yield_points_makes_the_same_bytes() {
-        // More items than between two yield points, and not a multiple of it.
+        // The borrowed, yielding forms the writer encodes, with more items than between two
+        // yield points, and not a multiple of it.
         let objects = objects(2 * YIELD_EVERY + 5);
         let ops: Vec<Op> = objects.iter().cloned().map(Op::Upsert).collect();
         let yielding = Batch {
