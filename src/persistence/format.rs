@@ -478,12 +478,12 @@ fn take_uint(rest: &mut &[u8]) -> Option<u64> {
     }
 }
 
-/// A MessagePack value's header: enough to walk over the value without decoding it.
+/// A MessagePack value's header, where it is a container.
 enum Header {
-    /// A value of this many bytes follows the header.
-    Bytes(usize),
     Array(usize),
     Map(usize),
+    /// Any other value; only its marker was read.
+    Other,
 }
 
 fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
@@ -502,34 +502,18 @@ fn take_len(rest: &mut &[u8], width: usize) -> Result<usize, String> {
     usize::try_from(u64::from_be_bytes(be)).map_err(|e| e.to_string())
 }
 
-/// Reads the header of the next value (the MessagePack specification's type table).
+/// Reads the header of the next value (the MessagePack specification's type table): a
+/// container's length, or only the marker of anything else (see [`skip_value`]).
 fn take_header(rest: &mut &[u8]) -> Result<Header, String> {
     let marker = take(rest, 1)?[0];
     Ok(match marker {
-        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => Header::Bytes(0),
         0x80..=0x8f => Header::Map(usize::from(marker & 0x0f)),
         0x90..=0x9f => Header::Array(usize::from(marker & 0x0f)),
-        0xa0..=0xbf => Header::Bytes(usize::from(marker & 0x1f)),
-        0xc4 | 0xd9 => Header::Bytes(take_len(rest, 1)?),
-        0xc5 | 0xda => Header::Bytes(take_len(rest, 2)?),
-        0xc6 | 0xdb => Header::Bytes(take_len(rest, 4)?),
-        0xc7 => Header::Bytes(take_len(rest, 1)? + 1),
-        0xc8 => Header::Bytes(take_len(rest, 2)? + 1),
-        0xc9 => Header::Bytes(take_len(rest, 4)? + 1),
-        0xca | 0xce | 0xd2 => Header::Bytes(4),
-        0xcb | 0xcf | 0xd3 => Header::Bytes(8),
-        0xcc | 0xd0 => Header::Bytes(1),
-        0xcd | 0xd1 => Header::Bytes(2),
-        0xd4 => Header::Bytes(2),
-        0xd5 => Header::Bytes(3),
-        0xd6 => Header::Bytes(5),
-        0xd7 => Header::Bytes(9),
-        0xd8 => Header::Bytes(17),
         0xdc => Header::Array(take_len(rest, 2)?),
         0xdd => Header::Array(take_len(rest, 4)?),
         0xde => Header::Map(take_len(rest, 2)?),
         0xdf => Header::Map(take_len(rest, 4)?),
-        0xc1 => return Err("invalid MessagePack marker 0xc1".into()),
+        _ => Header::Other,
     })
 }
 
@@ -554,23 +538,54 @@ fn take_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
 }
 
 /// Walks over the next value, nested values included.
+///
+/// Recovery walks every object of the log and of a snapshot's chunks it does not decode (a
+/// million or more), so this reads the markers in place, with one bounds check per marker and
+/// one at the end, instead of through [`take_header`].
 fn skip_value(rest: &mut &[u8]) -> Result<(), String> {
-    let mut values = 1usize;
+    let truncated = || "truncated MessagePack value".to_string();
+    let buf = *rest;
+    let len = |at: usize, width: usize| -> Result<usize, String> {
+        let b = buf.get(at..at + width).ok_or_else(truncated)?;
+        Ok(b.iter().fold(0usize, |n, &byte| n << 8 | usize::from(byte)))
+    };
+    let (mut at, mut values) = (0usize, 1usize);
     while values > 0 {
         values -= 1;
-        match take_header(rest)? {
-            Header::Bytes(n) => {
-                take(rest, n)?;
-            }
-            Header::Array(n) => values = values.checked_add(n).ok_or("too many values")?,
-            Header::Map(n) => {
-                values = n
-                    .checked_mul(2)
-                    .and_then(|n| values.checked_add(n))
-                    .ok_or("too many values")?
-            }
-        }
+        let marker = *buf.get(at).ok_or_else(truncated)?;
+        at += 1;
+        // Bytes to jump (a value's payload), or values to add (a container's elements).
+        let (jump, nested) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+            0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)),
+            0x90..=0x9f => (0, usize::from(marker & 0x0f)),
+            0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+            0xc4 | 0xd9 => (1 + len(at, 1)?, 0),
+            0xc5 | 0xda => (2 + len(at, 2)?, 0),
+            0xc6 | 0xdb => (4 + len(at, 4)?, 0),
+            0xc7 => (2 + len(at, 1)?, 0),
+            0xc8 => (3 + len(at, 2)?, 0),
+            0xc9 => (5 + len(at, 4)?, 0),
+            0xca | 0xce | 0xd2 => (4, 0),
+            0xcb | 0xcf | 0xd3 => (8, 0),
+            0xcc | 0xd0 => (1, 0),
+            0xcd | 0xd1 | 0xd4 => (2, 0),
+            0xd5 => (3, 0),
+            0xd6 => (5, 0),
+            0xd7 => (9, 0),
+            0xd8 => (17, 0),
+            0xdc => (2, len(at, 2)?),
+            0xdd => (4, len(at, 4)?),
+            0xde => (2, 2 * len(at, 2)?),
+            0xdf => (4, 2 * len(at, 4)?),
+            0xc1 => return Err("invalid MessagePack marker 0xc1".into()),
+        };
+        // A length past the end fails at the next read or below; every pass moves `at` on by
+        // a byte at least, so the loop ends within `buf` whatever the counts say.
+        at = at.saturating_add(jump);
+        values = values.saturating_add(nested);
     }
+    *rest = buf.get(at..).ok_or_else(truncated)?;
     Ok(())
 }
 
@@ -726,6 +741,81 @@ mod tests {
         let (bytes, crc) = seal(&packed);
         let e = decode::<Vec<Arc<Object>>>(&bytes, crc, "chunk").unwrap_err();
         assert!(e.to_string().contains("bytes after the value"), "{e}");
+    }
+
+    /// One value of each MessagePack type, in every width its length or payload can take.
+    fn one_of_each_type() -> Vec<Vec<u8>> {
+        let mut cases = vec![
+            vec![0x05],
+            vec![0xe0],
+            vec![0xc0],
+            vec![0xc2],
+            vec![0xc3],
+            vec![0xcc, 1],
+            vec![0xcd, 0, 1],
+            vec![0xce, 0, 0, 0, 1],
+            vec![0xcf, 0, 0, 0, 0, 0, 0, 0, 1],
+            vec![0xd0, 0xff],
+            vec![0xd1, 0xff, 0xff],
+            vec![0xd2, 0xff, 0xff, 0xff, 0xff],
+            vec![0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+            vec![0xca, 0x3f, 0x80, 0, 0],
+            vec![0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
+            vec![0xa3, b'a', b'b', b'c'],
+            vec![0xd9, 3, b'a', b'b', b'c'],
+            vec![0xda, 0, 3, b'a', b'b', b'c'],
+            vec![0xdb, 0, 0, 0, 3, b'a', b'b', b'c'],
+            vec![0xc4, 2, 7, 8],
+            vec![0xc5, 0, 2, 7, 8],
+            vec![0xc6, 0, 0, 0, 2, 7, 8],
+            vec![0xc7, 2, 9, 7, 8],
+            vec![0xc8, 0, 2, 9, 7, 8],
+            vec![0xc9, 0, 0, 0, 2, 9, 7, 8],
+        ];
+        // fixext 1, 2, 4, 8 and 16: a type byte, then the payload.
+        for (marker, n) in [(0xd4, 1), (0xd5, 2), (0xd6, 4), (0xd7, 8), (0xd8, 16)] {
+            let mut v = vec![marker, 9];
+            v.resize(2 + n, 7);
+            cases.push(v);
+        }
+        // Containers of two scalars (a map: one key and its value), in each width.
+        cases.extend([
+            vec![0x92, 1, 2],
+            vec![0xdc, 0, 2, 1, 2],
+            vec![0xdd, 0, 0, 0, 2, 1, 2],
+            vec![0x81, 0xa1, b'k', 2],
+            vec![0xde, 0, 1, 0xa1, b'k', 2],
+            vec![0xdf, 0, 0, 0, 1, 0xa1, b'k', 2],
+        ]);
+        // And an array holding every case above, nested.
+        let mut all = vec![0xdc, 0, u8::try_from(cases.len()).unwrap()];
+        cases.iter().for_each(|c| all.extend(c));
+        cases.push(all);
+        cases
+    }
+
+    #[test]
+    fn the_walk_steps_over_exactly_one_value_of_any_type() {
+        for case in one_of_each_type() {
+            // Followed by another value, which the walk must leave.
+            let mut bytes = case.clone();
+            bytes.push(0x2a);
+            let mut rest = &bytes[..];
+            skip_value(&mut rest).unwrap_or_else(|e| panic!("{case:x?}: {e}"));
+            assert_eq!(rest, [0x2a], "{case:x?}");
+            // rmp-serde reads the same value: the walk and the decoder agree on its end.
+            let mut reader = &bytes[..];
+            let _: serde::de::IgnoredAny = rmp_serde::decode::from_read(&mut reader)
+                .unwrap_or_else(|e| panic!("{case:x?}: {e}"));
+            assert_eq!(reader, [0x2a], "{case:x?}");
+            // Every value cut short is refused.
+            for cut in 0..case.len() {
+                let mut rest = &case[..cut];
+                assert!(skip_value(&mut rest).is_err(), "{case:x?} cut to {cut}");
+            }
+        }
+        let mut rest = &[0xc1][..];
+        assert!(skip_value(&mut rest).is_err(), "0xc1 is never used");
     }
 
     fn objects(n: usize) -> Vec<Arc<Object>> {
