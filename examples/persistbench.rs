@@ -13,8 +13,9 @@
 //! - `restore-log`: the worst case of the same: a snapshot, then as much log after it as the
 //!   writer lets grow before it replaces the log with a new snapshot, all read back in-process;
 //!   with the log changing every object (in the snapshot's order, then in a random order), then
-//!   changing a tenth of them over and over; each read back in-process three times, then once by
-//!   `astrolabe serve` as a process.
+//!   changing a tenth of them over and over; each read back in-process three times, then three
+//!   times by `astrolabe serve` as a process (killed once it answered, Redis started again on a
+//!   copy of the same state before each).
 //! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
 //!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
@@ -622,17 +623,28 @@ fn restore(o: &Options, a: &[Arc<Object>]) {
     // The server as a process: from exec to answering with the restored graph. Each exit writes
     // a final snapshot; the next round restores from it.
     for round in 1..=3 {
-        restore_by_exec(o, &redis, round);
+        restore_by_exec(o, &redis, round, Exit::FinalSnapshot);
     }
     // The snapshot the server wrote at its last exit, read in-process.
     restore_in_process(&redis, 4..=4);
 }
 
+/// How [`restore_by_exec`] ends the server.
+#[derive(Clone, Copy, PartialEq)]
+enum Exit {
+    /// SIGTERM: it writes a final snapshot, which replaces any log.
+    FinalSnapshot,
+    /// SIGKILL as soon as it answered, before its source has sent anything: Redis keeps the
+    /// state it was started on.
+    Kill,
+}
+
 /// `astrolabe serve` started as a process on `redis`'s data: time from exec to answering with
-/// the restored graph. Its exit writes a final snapshot (which replaces any log).
-fn restore_by_exec(o: &Options, redis: &Redis, round: usize) {
+/// the restored graph. Returns the server's line about what it restored.
+fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> String {
     let waited = redis.quiesce();
     println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
+    let mut restored = String::new();
     let t = Instant::now();
     let server = common::Server::start(
         Command::new(&o.bin)
@@ -648,6 +660,7 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize) {
         |line| {
             if line.contains("restored the graph") {
                 println!("  server: {}", line.trim());
+                restored = line.trim().to_string();
             }
         },
     );
@@ -679,7 +692,38 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize) {
         "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}; memory then (kB): {memory}",
         v["freshness"]["restored"], v["freshness"]["synced"]
     );
-    server.stop();
+    match exit {
+        Exit::FinalSnapshot => server.stop(),
+        Exit::Kill => drop(server),
+    }
+    restored
+}
+
+/// Redis stopped cleanly (its AOF complete on disk) and its append-only files copied aside, so
+/// that [`restart_from`] can start it again on exactly this state.
+fn save_data(redis: &mut Redis) -> tempfile::TempDir {
+    let _ = redis::cmd("SHUTDOWN").query::<()>(&mut redis.client());
+    redis.kill();
+    let saved = tempfile::tempdir().expect("a temporary directory");
+    copy_files(&redis.dir().join("appendonlydir"), saved.path());
+    saved
+}
+
+/// Redis started again on the state [`save_data`] kept, whatever was written since.
+fn restart_from(redis: &mut Redis, saved: &std::path::Path) {
+    redis.kill();
+    let dir = redis.dir().join("appendonlydir");
+    std::fs::remove_dir_all(&dir).expect("removing the append-only files");
+    std::fs::create_dir(&dir).expect("creating the append-only directory");
+    copy_files(saved, &dir);
+    redis.restart();
+}
+
+fn copy_files(from: &std::path::Path, to: &std::path::Path) {
+    for f in std::fs::read_dir(from).expect("reading the append-only directory") {
+        let f = f.expect("a directory entry");
+        std::fs::copy(f.path(), to.join(f.file_name())).expect("copying an append-only file");
+    }
 }
 
 /// The worst case of recovery: the log as long as it grows before the writer replaces it with a
@@ -688,7 +732,8 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize) {
 /// (each state in the log then replaces a snapshot object), or a few (then most of the log's
 /// states are replaced by later ones). `shuffled`: the log changes them in a random order, as a
 /// cluster's changes come, instead of in the snapshot's order (grouped by namespace). Then read
-/// back in-process three times, and once by `astrolabe serve` started as a process.
+/// back in-process three times, and three times by `astrolabe serve` started as a process on the
+/// same state.
 fn restore_with_longest_log(
     o: &Options,
     a: &[Arc<Object>],
@@ -716,8 +761,8 @@ fn restore_with_longest_log(
         let pick = |v: &[Arc<Object>]| order.iter().map(|&i| v[i].clone()).collect::<Vec<_>>();
         (pick(a), pick(b))
     };
-    let redis = &Redis::start();
-    let cfg = config(redis);
+    let mut redis = Redis::start();
+    let cfg = config(&redis);
     let capacity = cfg.channel_capacity;
     let rig = Rig::start(cfg, a);
     let observer = rig.persistence().observer();
@@ -771,8 +816,24 @@ fn restore_with_longest_log(
         snapshots, 0,
         "the log was replaced by a snapshot: not the worst case"
     );
-    restore_in_process(redis, 1..=3);
-    restore_by_exec(o, redis, 1);
+    restore_in_process(&redis, 1..=3);
+    // The server as a process, three times on the same state: each round starts Redis again on
+    // a copy of it, and the server is killed once it answered.
+    let saved = save_data(&mut redis);
+    let mut first = None;
+    for round in 1..=3 {
+        restart_from(&mut redis, saved.path());
+        let line = restore_by_exec(o, &redis, round, Exit::Kill);
+        let states = line
+            .split_whitespace()
+            .find(|w| w.starts_with("log_states="));
+        let first = first.get_or_insert_with(|| states.map(str::to_string));
+        assert_eq!(
+            first.as_deref(),
+            states,
+            "every round restores the same log"
+        );
+    }
 }
 
 /// Latencies of ingest (sent until visible) and of queries, recorded by background threads into
