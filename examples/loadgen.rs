@@ -28,8 +28,9 @@
 //! isolates what the server's own persistence work costs its queries).
 //!
 //! The targets (Pods and Deployments of the largest namespace, a ConfigMap that 100 Pods use) are
-//! taken from the graph just before each scenario: the demo's churn replaces Pods, and stale uids
-//! would be answered 404 (counted in the `errors` column) instead of doing the scenario's work.
+//! taken from the graph just before each scenario and again every 5 s while it runs: the demo's
+//! churn replaces Pods, and stale uids would be answered 404 (counted in the `errors` column)
+//! instead of doing the scenario's work.
 //!
 //! Each run also reports how long the server's graph writer held its write lock in the window
 //! (`astrolabe_ingest_write_lock_hold_seconds`): the longest a query can have waited for it.
@@ -344,8 +345,12 @@ struct Outcome {
     elapsed: Duration,
 }
 
+/// How often a scenario's targets are taken again while it runs (see [`scenario_paths`]): a few
+/// small requests that both sides of a comparison make alike.
+const REFRESH_TARGETS: Duration = Duration::from_secs(5);
+
 /// Runs one scenario: `paths` requested round-robin by every connection, for the warm-up and
-/// then `seconds`. Closed loop (`rate` None): each connection sends its next request as soon as
+/// then `seconds`, the targets taken again every [`REFRESH_TARGETS`]. Closed loop (`rate` None): each connection sends its next request as soon as
 /// the last is answered. Open loop (`rate` Some(r), requests per second for all connections
 /// together): each connection sends on a fixed schedule, and a request's latency runs from when
 /// it was due when the connection was still waiting for the previous answer then, so that
@@ -358,10 +363,28 @@ async fn scenario(
     rate: Option<f64>,
     seconds: u64,
 ) -> Outcome {
-    let paths = Arc::new(paths);
+    let paths = Arc::new(std::sync::RwLock::new(Arc::new(paths)));
     let start = Instant::now();
     let warm_until = start + Duration::from_secs(o.warmup);
     let stop_at = warm_until + Duration::from_secs(seconds);
+    let refresh = {
+        let (addr, name, paths) = (addr.to_string(), name.to_string(), paths.clone());
+        tokio::spawn(async move {
+            if name.starts_with("floor") {
+                return; // no targets
+            }
+            loop {
+                tokio::time::sleep(REFRESH_TARGETS).await;
+                if Instant::now() >= stop_at {
+                    return;
+                }
+                let fresh = scenario_paths(&addr, false).await;
+                if let Some((_, p)) = fresh.into_iter().find(|(n, _)| *n == name) {
+                    *paths.write().expect("targets") = Arc::new(p);
+                }
+            }
+        })
+    };
     // Each connection's interval between two requests, and its offset so that the connections'
     // schedules interleave.
     let interval = rate.map(|r| Duration::from_secs_f64(o.connections as f64 / r));
@@ -389,7 +412,8 @@ async fn scenario(
                 if now >= stop_at {
                     break;
                 }
-                let path = &paths[i % paths.len()];
+                let targets = paths.read().expect("targets").clone();
+                let path = &targets[i % targets.len()];
                 i += 1;
                 let (status, len) = conn.get(path).await;
                 last_answer = Instant::now();
@@ -416,6 +440,7 @@ async fn scenario(
         errors += e;
         bytes += b;
     }
+    refresh.abort();
     Outcome {
         name: name.to_string(),
         hist,
