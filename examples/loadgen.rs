@@ -80,17 +80,23 @@ enum RedisPriority {
 /// more and more requests would be answered 404 instead of doing the scenario's work.
 async fn scenario_paths(addr: &str, print: bool) -> Vec<(&'static str, Vec<String>)> {
     let big = "marketplace";
+    // In pages of 100: these requests run beside the scenarios' (see `REFRESH_TARGETS`), and one
+    // page of a thousand objects would hold a runtime thread for tens of milliseconds.
     let uids = |kind: &'static str| async move {
-        let list = json(
-            addr,
-            &format!("/api/v2/resources?kind={kind}&namespace={big}&limit=1000"),
-        )
-        .await;
-        let items = list["items"].as_array().unwrap();
-        items
-            .iter()
-            .map(|o| o["uid"].as_str().unwrap().to_string())
-            .collect::<Vec<String>>()
+        let (mut uids, mut next) = (Vec::new(), String::new());
+        loop {
+            let page = json(
+                addr,
+                &format!("/api/v2/resources?kind={kind}&namespace={big}&limit=100{next}"),
+            )
+            .await;
+            let items = page["items"].as_array().unwrap();
+            uids.extend(items.iter().map(|o| o["uid"].as_str().unwrap().to_string()));
+            match page["continue"].as_str() {
+                Some(token) if uids.len() < 1000 => next = format!("&continue={token}"),
+                _ => return uids,
+            }
+        }
     };
     let (pod_uids, deployment_uids) = (uids("Pod").await, uids("Deployment").await);
     let cm = json(
