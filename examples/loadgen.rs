@@ -385,7 +385,9 @@ async fn scenario(
                     return;
                 }
                 let fresh = scenario_paths(&addr, false).await;
-                if let Some((_, p)) = fresh.into_iter().find(|(n, _)| *n == name) {
+                // An empty list (the namespace's targets all replaced at that moment) keeps the
+                // previous one: a connection picks its next target by index.
+                if let Some((_, p)) = fresh.into_iter().find(|(n, p)| *n == name && !p.is_empty()) {
                     *paths.write().expect("targets") = Arc::new(p);
                 }
             }

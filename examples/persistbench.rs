@@ -827,6 +827,10 @@ fn restore_with_longest_log(
         let states = line
             .split_whitespace()
             .find(|w| w.starts_with("log_states="));
+        assert!(
+            states.is_some(),
+            "round {round}: the server did not say what it restored"
+        );
         let first = first.get_or_insert_with(|| states.map(str::to_string));
         assert_eq!(
             first.as_deref(),

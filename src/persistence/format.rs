@@ -560,12 +560,12 @@ fn skip_value(rest: &mut &[u8]) -> Result<(), String> {
             0x80..=0x8f => (0, 2 * usize::from(marker & 0x0f)),
             0x90..=0x9f => (0, usize::from(marker & 0x0f)),
             0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
-            0xc4 | 0xd9 => (1 + len(at, 1)?, 0),
-            0xc5 | 0xda => (2 + len(at, 2)?, 0),
-            0xc6 | 0xdb => (4 + len(at, 4)?, 0),
-            0xc7 => (2 + len(at, 1)?, 0),
-            0xc8 => (3 + len(at, 2)?, 0),
-            0xc9 => (5 + len(at, 4)?, 0),
+            0xc4 | 0xd9 => (len(at, 1)?.saturating_add(1), 0),
+            0xc5 | 0xda => (len(at, 2)?.saturating_add(2), 0),
+            0xc6 | 0xdb => (len(at, 4)?.saturating_add(4), 0),
+            0xc7 => (len(at, 1)?.saturating_add(2), 0),
+            0xc8 => (len(at, 2)?.saturating_add(3), 0),
+            0xc9 => (len(at, 4)?.saturating_add(5), 0),
             0xca | 0xce | 0xd2 => (4, 0),
             0xcb | 0xcf | 0xd3 => (8, 0),
             0xcc | 0xd0 => (1, 0),
@@ -576,12 +576,13 @@ fn skip_value(rest: &mut &[u8]) -> Result<(), String> {
             0xd8 => (17, 0),
             0xdc => (2, len(at, 2)?),
             0xdd => (4, len(at, 4)?),
-            0xde => (2, 2 * len(at, 2)?),
-            0xdf => (4, 2 * len(at, 4)?),
+            0xde => (2, len(at, 2)?.saturating_mul(2)),
+            0xdf => (4, len(at, 4)?.saturating_mul(2)),
             0xc1 => return Err("invalid MessagePack marker 0xc1".into()),
         };
         // A length past the end fails at the next read or below; every pass moves `at` on by
-        // a byte at least, so the loop ends within `buf` whatever the counts say.
+        // a byte at least, so the loop ends within `buf` whatever the counts say. The sums
+        // saturate rather than wrap (a 32-bit length on a 32-bit target).
         at = at.saturating_add(jump);
         values = values.saturating_add(nested);
     }
