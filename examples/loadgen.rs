@@ -355,12 +355,25 @@ struct Outcome {
 /// small requests that both sides of a comparison make alike.
 const REFRESH_TARGETS: Duration = Duration::from_secs(5);
 
+/// The scenario `name`'s paths with targets taken from the graph now; `None` for the floor (no
+/// targets) or when the namespace has none of them at this moment.
+async fn fresh_paths(addr: &str, name: &str) -> Option<Vec<String>> {
+    if name.starts_with("floor") {
+        return None;
+    }
+    let all = scenario_paths(addr, false).await;
+    all.into_iter()
+        .find(|(n, p)| *n == name && !p.is_empty())
+        .map(|(_, p)| p)
+}
+
 /// Runs one scenario: `paths` requested round-robin by every connection, for the warm-up and
-/// then `seconds`, the targets taken again every [`REFRESH_TARGETS`]. Closed loop (`rate` None): each connection sends its next request as soon as
-/// the last is answered. Open loop (`rate` Some(r), requests per second for all connections
-/// together): each connection sends on a fixed schedule, and a request's latency runs from when
-/// it was due when the connection was still waiting for the previous answer then, so that
-/// waiting behind a slow answer counts (no coordinated omission).
+/// then `seconds`, with targets taken at its start and again every [`REFRESH_TARGETS`] (`paths`
+/// as given where there are none to take). Closed loop (`rate` None): each connection sends its
+/// next request as soon as the last is answered. Open loop (`rate` Some(r), requests per second
+/// for all connections together): each connection sends on a fixed schedule, and a request's
+/// latency runs from when it was due when the connection was still waiting for the previous
+/// answer then, so that waiting behind a slow answer counts (no coordinated omission).
 async fn scenario(
     addr: &str,
     name: &str,
@@ -369,6 +382,7 @@ async fn scenario(
     rate: Option<f64>,
     seconds: u64,
 ) -> Outcome {
+    let paths = fresh_paths(addr, name).await.unwrap_or(paths);
     let paths = Arc::new(std::sync::RwLock::new(Arc::new(paths)));
     let start = Instant::now();
     let warm_until = start + Duration::from_secs(o.warmup);
@@ -376,18 +390,13 @@ async fn scenario(
     let refresh = {
         let (addr, name, paths) = (addr.to_string(), name.to_string(), paths.clone());
         tokio::spawn(async move {
-            if name.starts_with("floor") {
-                return; // no targets
-            }
             loop {
                 tokio::time::sleep(REFRESH_TARGETS).await;
                 if Instant::now() >= stop_at {
                     return;
                 }
-                let fresh = scenario_paths(&addr, false).await;
-                // An empty list (the namespace's targets all replaced at that moment) keeps the
-                // previous one: a connection picks its next target by index.
-                if let Some((_, p)) = fresh.into_iter().find(|(n, p)| *n == name && !p.is_empty()) {
+                // None keeps the previous list: a connection picks its next target by index.
+                if let Some(p) = fresh_paths(&addr, &name).await {
                     *paths.write().expect("targets") = Arc::new(p);
                 }
             }
@@ -739,9 +748,6 @@ fn run_server(
         let t0 = Instant::now();
         let mut results = Vec::new();
         for (name, paths) in scenarios {
-            // Fresh targets for each scenario (see `scenario_paths`).
-            let fresh = scenario_paths(&addr, false).await;
-            let paths = fresh.into_iter().find(|(n, _)| *n == name).map_or(paths, |(_, p)| p);
             let rate = rates.get(name).copied();
             match rate {
                 Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),
