@@ -267,23 +267,6 @@ fn changes_that_overflow_the_channel_are_written_with_their_objects_current_stat
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 }
 
-fn signal(redis: &RedisServer, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &redis.pid().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} redis-server");
-}
-
-/// Sends SIGCONT to a stopped redis-server when dropped.
-struct Resume<'a>(&'a RedisServer);
-
-impl Drop for Resume<'_> {
-    fn drop(&mut self) {
-        signal(self.0, "-CONT");
-    }
-}
-
 #[test]
 fn a_writer_that_falls_behind_is_reported_while_connected_and_catches_up() {
     let redis = RedisServer::start();
@@ -307,9 +290,8 @@ fn a_writer_that_falls_behind_is_reported_while_connected_and_catches_up() {
         "nothing waits once flushed: {s:?}"
     );
     // Redis stops answering (SIGSTOP): the writer waits on its write while changes go on.
-    signal(&redis, "-STOP");
     // Resumed however the test ends, so that stopping the rig does not wait on it.
-    let resume = Resume(&redis);
+    let resume = redis.pause();
     let cluster = cluster.as_mut().unwrap();
     rig.send_all(churn(cluster, 100));
     wait_for(

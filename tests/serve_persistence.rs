@@ -2,7 +2,8 @@
 //! a graceful restart comes back with exactly the same graph; a SIGKILL during a stream of
 //! changes leaves exactly a state the writer acknowledged, and the source's full lists then bring
 //! the graph back to the source's state; production mode refuses to start without Redis;
-//! development mode runs degraded while Redis is away and catches up when it returns; backups
+//! development mode runs degraded while Redis is away and catches up when it returns; `/health`
+//! reports persistence behind after the lag given; backups
 //! (`snapshot export|import`, `inspect FILE`) round-trip exactly and refuse damaged files.
 
 mod support;
@@ -320,6 +321,63 @@ fn development_mode_runs_degraded_while_redis_is_away_and_catches_up() {
         metrics.contains("astrolabe_persistence_connected 1"),
         "{metrics}"
     );
+    signal(&p, "-TERM");
+    assert_eq!(wait_exit(p).0, Some(0));
+}
+
+#[test]
+fn health_reports_persistence_behind_after_the_lag_given_and_healthy_once_written() {
+    let redis = RedisServer::start();
+    let p = serve(
+        &redis.addr(),
+        &[
+            "--source",
+            "demo:400",
+            "--demo-churn",
+            "200",
+            "--persistence-lag-warning",
+            "1",
+        ],
+    );
+    wait_ready(&p.addr);
+    let persistence_check = |health: &Value| {
+        health["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "persistence")
+            .unwrap()
+            .clone()
+    };
+    wait_for("healthy", Duration::from_secs(30), || {
+        get(&p.addr, "/health").1["status"] == "healthy"
+    });
+    // Redis keeps the connection but answers nothing: the changes wait unwritten. The writer
+    // gives up on its write after 5 s and reports Redis unreachable instead; with the default
+    // lag (30 s) "behind" would never show before that.
+    let paused = redis.pause();
+    let since = std::time::Instant::now();
+    wait_for("reported behind", Duration::from_secs(20), || {
+        let (_, health) = get(&p.addr, "/health");
+        let check = persistence_check(&health);
+        health["status"] == "degraded"
+            && check["status"] == "warn"
+            && check["observedValue"] == true
+            && check["details"]
+                .as_str()
+                .unwrap()
+                .contains("writing behind")
+    });
+    // The oldest change waiting may predate the pause by one flush interval (50 ms).
+    assert!(
+        since.elapsed() >= Duration::from_millis(900),
+        "reported behind {:?} after Redis stopped answering, under the 1 s given",
+        since.elapsed()
+    );
+    drop(paused);
+    wait_for("healthy again", Duration::from_secs(30), || {
+        get(&p.addr, "/health").1["status"] == "healthy"
+    });
     signal(&p, "-TERM");
     assert_eq!(wait_exit(p).0, Some(0));
 }

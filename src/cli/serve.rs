@@ -157,6 +157,12 @@ pub struct PersistArgs {
     #[arg(long, env = "ASTROLABE_BATCH_SIZE", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: u64,
+    /// Seconds the oldest unwritten change may wait, while Redis answers, before `/health`
+    /// reports persistence as behind (`degraded`): the writer short of CPU, or Redis too slow
+    /// for the rate of change.
+    #[arg(long, env = "ASTROLABE_PERSISTENCE_LAG_WARNING", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub persistence_lag_warning: u64,
 }
 
 impl PersistArgs {
@@ -166,6 +172,7 @@ impl PersistArgs {
             snapshot_interval: Duration::from_secs(self.snapshot_interval),
             flush_interval: Duration::from_millis(self.flush_interval_ms.max(1)),
             batch_size: usize::try_from(self.batch_size).unwrap_or(usize::MAX),
+            behind_warning: Duration::from_secs(self.persistence_lag_warning),
             ..PersistConfig::default()
         }
     }

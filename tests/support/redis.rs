@@ -155,6 +155,20 @@ impl RedisServer {
         }
     }
 
+    /// Stops the process (SIGSTOP): it keeps its connections but answers nothing until the
+    /// guard returned is dropped (SIGCONT), however the test ends.
+    pub fn pause(&self) -> Paused<'_> {
+        assert!(self.signal("-STOP"), "kill -STOP redis-server");
+        Paused(self)
+    }
+
+    fn signal(&self, sig: &str) -> bool {
+        Command::new("kill")
+            .args([sig, &self.pid().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Starts again on the same port and directory (what AOF kept is loaded).
     pub fn restart(&mut self) {
         self.kill();
@@ -164,6 +178,15 @@ impl RedisServer {
     /// The server's log, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+    }
+}
+
+/// A redis-server stopped by [`RedisServer::pause`]; continued when dropped.
+pub struct Paused<'a>(&'a RedisServer);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.signal("-CONT");
     }
 }
 
