@@ -15,7 +15,7 @@
 //!   with the log changing every object (in the snapshot's order, then in a random order), then
 //!   changing a tenth of them over and over; each read back in-process three times, then three
 //!   times by `astrolabe serve` as a process (killed once it answered, Redis started again on a
-//!   copy of the same state before each).
+//!   copy of the same state before each; each round says whether Redis rewrote its AOF meanwhile).
 //! - `snapshot`: a periodic snapshot (in the background, as `serve` takes them) while changes
 //!   stream in at a steady rate: its duration and size,
 //!   and the latency of ingest (a change sent until visible to readers) and of queries
@@ -644,6 +644,7 @@ enum Exit {
 fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> String {
     let waited = redis.quiesce();
     println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
+    let rewrites = redis.info("persistence", "aof_rewrites");
     let mut restored = String::new();
     let t = Instant::now();
     let server = common::Server::start(
@@ -688,9 +689,15 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join(", ");
+    // A rewrite forks a child that takes a core while the server restores.
+    let rewrites_then = redis.info("persistence", "aof_rewrites");
+    let rewriting = redis.info("persistence", "aof_rewrite_in_progress");
     println!(
-        "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}; memory then (kB): {memory}",
-        v["freshness"]["restored"], v["freshness"]["synced"]
+        "process round {round}: listening after {listening:.2?}, first answer after {serving:.2?}: {total} objects, restored={}, synced={}; memory then (kB): {memory}; Redis's AOF rewrites meanwhile: {} (one running: {})",
+        v["freshness"]["restored"],
+        v["freshness"]["synced"],
+        rewrites_then.zip(rewrites).map_or(0, |(a, b)| a - b),
+        rewriting == Some(1),
     );
     match exit {
         Exit::FinalSnapshot => server.stop(),
