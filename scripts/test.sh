@@ -21,6 +21,9 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
+echo "== cargo doc --no-deps (warnings are errors: broken or private links)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
+
 echo "== cargo test (all targets)"
 cargo test --all-targets --locked
 

@@ -37,7 +37,7 @@ impl Atom {
     /// A small per-thread cache answers the strings a thread sees again and again (namespaces,
     /// label keys, common values) without the interner's shared lock and without the temporary
     /// `String` that `ArcIntern::from_ref` allocates even when the string is already interned.
-    /// The cache holds at most [`CACHE_CAPACITY`] atoms alive, and is emptied when full.
+    /// The cache holds at most 16 K atoms alive (`CACHE_CAPACITY`), and is emptied when full.
     pub fn new(s: &str) -> Self {
         if s.is_empty() {
             return Self::empty();

@@ -1,6 +1,7 @@
-//! Where objects come from: manifest files and `kubectl get -o json|yaml` dumps ([`file`]), and
-//! the built-in demo cluster ([`demo`]). A source projects each object (so nothing secret leaves
-//! it) and sends the projections to the single writer, then an [`Event::Synced`] marker.
+//! Where objects come from: manifest files and `kubectl get -o json|yaml` dumps
+//! ([`file`](mod@file)), and the built-in demo cluster ([`demo`]). A source projects each object
+//! (so nothing secret leaves it) and sends the projections to the single writer, then an
+//! [`Event::Synced`] marker.
 
 pub mod demo;
 pub mod file;

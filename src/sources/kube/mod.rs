@@ -110,7 +110,8 @@ pub fn validate(opts: &KubeOptions) -> Result<(), KubeError> {
 
 /// Finds the cluster configuration (see the module docs for the order) and checks that a client
 /// can be built from it (not so with a `proxy-url`, say: this build has no proxy support), so that
-/// such a mistake stops the server at start instead of leaving it serving nothing. Connecting gives up after [`CONNECT_TIMEOUT`].
+/// such a mistake stops the server at start instead of leaving it serving nothing. Connecting gives
+/// up after 4 s (`CONNECT_TIMEOUT`).
 pub async fn find_config(opts: &KubeOptions) -> Result<Config, KubeError> {
     let mut config = locate_config(opts).await?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
