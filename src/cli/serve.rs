@@ -55,7 +55,8 @@ pub struct ServeArgs {
     )]
     pub allow_annotations: Vec<String>,
     /// After the demo source's load, keep changing it at about this many changes per second
-    /// (pod restarts, scaling, rollouts, ...); 0 keeps it still.
+    /// (pod restarts, scaling, rollouts, ...); 0 keeps it still. A stall of over a second (the
+    /// process stopped or starved) is not made up in a burst.
     #[arg(long, env = "ASTROLABE_DEMO_CHURN", default_value_t = 0.0)]
     pub demo_churn: f64,
     /// `production` requires persistence and a reachable Redis at startup.

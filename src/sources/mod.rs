@@ -213,8 +213,7 @@ fn churn(
     per_second: f64,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<(), SourceError> {
-    let started = std::time::Instant::now();
-    let mut sent = 0u64;
+    let mut pace = Pace::new(per_second, std::time::Instant::now());
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         for ev in cluster.step() {
             match demo_change(&ev, projector) {
@@ -222,15 +221,14 @@ fn churn(
                     if !tx.change(c) {
                         return Err(SourceError::WriterGone);
                     }
-                    sent += 1;
+                    pace.sent(1);
                 }
                 Err(e) => tracing::warn!(error = %e, "skipped a demo change"),
             }
         }
         // Pace to the rate: wait until the next change is due, in short naps so that a stop is
         // noticed at once.
-        let due = std::time::Duration::from_secs_f64(sent as f64 / per_second);
-        while let Some(wait) = due.checked_sub(started.elapsed()) {
+        while let Some(wait) = pace.wait(std::time::Instant::now()) {
             if stop.load(std::sync::atomic::Ordering::Relaxed) {
                 break;
             }
@@ -238,6 +236,42 @@ fn churn(
         }
     }
     Ok(())
+}
+
+/// Paces a stream to a rate: how long to wait before the next item is due. A stream more than
+/// [`Pace::MAX_DEBT`] behind (the process was stopped, or starved of CPU) starts its schedule
+/// again from now instead of sending everything it missed at once.
+#[derive(Debug)]
+struct Pace {
+    per_second: f64,
+    since: std::time::Instant,
+    sent: u64,
+}
+
+impl Pace {
+    const MAX_DEBT: std::time::Duration = std::time::Duration::from_secs(1);
+
+    fn new(per_second: f64, now: std::time::Instant) -> Pace {
+        Pace {
+            per_second,
+            since: now,
+            sent: 0,
+        }
+    }
+
+    fn sent(&mut self, n: u64) {
+        self.sent += n;
+    }
+
+    /// The wait until the next item is due at `now`, or `None` when it is due already.
+    fn wait(&mut self, now: std::time::Instant) -> Option<std::time::Duration> {
+        let due =
+            self.since + std::time::Duration::from_secs_f64(self.sent as f64 / self.per_second);
+        if now.saturating_duration_since(due) > Self::MAX_DEBT {
+            *self = Pace::new(self.per_second, now);
+        }
+        due.checked_duration_since(now)
+    }
 }
 
 /// The change a demo churn event stands for.
@@ -260,6 +294,28 @@ pub fn demo_change(event: &demo::DemoEvent, projector: &Projector) -> Result<Cha
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_paced_stream_keeps_its_rate_and_drops_a_debt_over_a_second() {
+        use std::time::{Duration, Instant};
+        let t0 = Instant::now();
+        let mut pace = Pace::new(100.0, t0);
+        pace.sent(50);
+        // Half a second's worth sent at once: due in 0.5 s.
+        assert_eq!(pace.wait(t0), Some(Duration::from_millis(500)));
+        // Behind by 0.5 s: due already, and the debt is kept (sent as fast as it can).
+        assert_eq!(pace.wait(t0 + Duration::from_secs(1)), None);
+        pace.sent(50);
+        assert_eq!(
+            pace.wait(t0 + Duration::from_millis(900)),
+            Some(Duration::from_millis(100))
+        );
+        // Stopped for 5 s: not 500 items at once, but the rate again from now.
+        let later = t0 + Duration::from_secs(6);
+        assert_eq!(pace.wait(later), None);
+        pace.sent(10);
+        assert_eq!(pace.wait(later), Some(Duration::from_millis(100)));
+    }
 
     #[test]
     fn parses_source_specs() {
