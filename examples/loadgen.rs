@@ -14,9 +14,11 @@
 //! off, so that every request is computed), `--churn R` (the demo keeps changing at R changes per
 //! second while queries run), `--persistence off|on|compare` (on: the server writes behind to a
 //! `redis-server` this harness starts on loopback, AOF on; compare: the whole run with
-//! persistence off, then on, and the p99 ratio of each scenario), `--rounds N` (1: repeat the
-//! whole run, alternating the order, and compare the medians; the spread of the "off" rounds is
-//! printed as the noise floor), `--load F` (open loop: instead of every connection sending its
+//! persistence off, then on, and the p99 ratio of each scenario; paired: both servers at once,
+//! each scenario measured on them in turn for `--window S` seconds (5) at a time while the other
+//! is stopped with SIGSTOP, `--rounds` pairs of windows, so that the host's drift over minutes
+//! weighs on both sides alike), `--rounds N` (1: repeat the whole run, alternating the order,
+//! and compare the medians; the spread of the "off" rounds is printed as the noise floor), `--load F` (open loop: instead of every connection sending its
 //! next request as soon as the last one is answered, which keeps the server saturated, each
 //! scenario is sent at a fixed rate, F times the rate it sustained in a closed-loop calibration
 //! of 3 s made at the start of the first run; later runs reuse those rates, so that every run of
@@ -63,6 +65,8 @@ struct Options {
     persistence: String,
     rounds: usize,
     load: Option<f64>,
+    /// `--persistence paired`: seconds each side is measured at a time (after the warm-up).
+    window: u64,
     /// redis-server's priority, if lowered (standing in for a Redis on cores of its own: it
     /// runs only when the server and the load leave a core free).
     redis_priority: Option<RedisPriority>,
@@ -179,6 +183,7 @@ fn options() -> Options {
         persistence: "off".into(),
         rounds: 1,
         load: None,
+        window: 5,
         redis_priority: None,
     };
     common::help(SOURCE);
@@ -198,6 +203,7 @@ fn options() -> Options {
             "--cache-mb" => o.cache_mb = value.parse().expect("--cache-mb N"),
             "--churn" => o.churn = value.parse().expect("--churn R"),
             "--rounds" => o.rounds = value.parse().expect("--rounds N"),
+            "--window" => o.window = value.parse().expect("--window S"),
             "--redis-nice" => {
                 o.redis_priority = Some(match value.as_str() {
                     "idle" => RedisPriority::Idle,
@@ -211,8 +217,8 @@ fn options() -> Options {
             }
             "--persistence" => {
                 assert!(
-                    ["off", "on", "compare"].contains(&value.as_str()),
-                    "--persistence off|on|compare"
+                    ["off", "on", "compare", "paired"].contains(&value.as_str()),
+                    "--persistence off|on|compare|paired"
                 );
                 o.persistence = value.clone();
             }
@@ -528,6 +534,10 @@ struct Run {
 #[allow(clippy::print_stdout)]
 fn main() {
     let o = options();
+    if o.persistence == "paired" {
+        run_paired(&o);
+        return;
+    }
     // With several rounds, the order alternates (off, on, then on, off, ...), so that whatever
     // drifts over a long run weighs on both sides.
     let runs: Vec<bool> = (0..o.rounds.max(1))
@@ -617,6 +627,88 @@ fn run_server(
     persist: bool,
     rates: &mut std::collections::HashMap<String, f64>,
 ) -> Run {
+    let Launched {
+        server,
+        redis,
+        addr,
+    } = launch(o, persist);
+    runtime().block_on(async {
+        settle(&addr, persist).await;
+        // Targets, taken from the graph itself.
+        let scenarios = scenario_paths(&addr, true).await;
+        let scenarios: Vec<(&str, Vec<String>)> = scenarios
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _))| *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
+            .map(|(_, s)| s)
+            .collect();
+        if let Some(load) = o.load {
+            for (name, paths) in &scenarios {
+                if !rates.contains_key(*name) {
+                    let sat = scenario(&addr, name, paths.clone(), o, None, 3).await;
+                    let r = sat.hist.len() as f64 / sat.elapsed.as_secs_f64();
+                    println!("calibrated: {name}: {r:.0} requests/s closed loop");
+                    rates.insert(name.to_string(), load * r);
+                }
+            }
+        }
+        let before = text(&addr, "/metrics").await;
+        let rewrites0 = redis.as_ref().map(aof_rewrites);
+        let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
+        let t0 = Instant::now();
+        let mut results = Vec::new();
+        for (name, paths) in scenarios {
+            let rate = rates.get(name).copied();
+            match rate {
+                Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),
+                None => println!("running: {name}"),
+            }
+            results.push(scenario(&addr, name, paths, o, rate, o.seconds).await);
+        }
+        let after = text(&addr, "/metrics").await;
+        let window = t0.elapsed().as_secs_f64();
+        let cpu1 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
+        let delta = |name: &str| metric(&after, name) - metric(&before, name);
+        let persistence = if persist {
+            format!(
+                "; persistence wrote {:.0} object states/s in {:.0} log entries, {:.0} snapshot(s), \
+                 {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}; \
+                 redis-server (with its AOF rewrites) used {:.1}% of one core and forked {} AOF \
+                 rewrite(s)",
+                delta("astrolabe_persistence_objects_written") / window,
+                delta("astrolabe_persistence_batches"),
+                delta("astrolabe_persistence_snapshots"),
+                delta("astrolabe_persistence_overflowed"),
+                metric(&after, "astrolabe_persistence_queue_depth"),
+                100.0 * (cpu1.1 - cpu0.1) / window,
+                redis.as_ref().map_or(0, aof_rewrites) - rewrites0.unwrap_or(0),
+            )
+        } else {
+            String::new()
+        };
+        Run {
+            results,
+            change_rate: delta("astrolabe_graph_generation") / window,
+            persistence: format!(
+                "{persistence}; the server used {:.1}% of one core; {}",
+                100.0 * (cpu1.0 - cpu0.0) / window,
+                write_holds(&before, &after)
+            ),
+        }
+    })
+}
+
+/// A server started by [`launch`], with its redis-server when it persists.
+struct Launched {
+    server: common::Server,
+    redis: Option<RedisServer>,
+    addr: String,
+}
+
+/// Starts the server on the demo graph, with persistence to a fresh redis-server (at the
+/// priority asked for) when `persist`.
+#[allow(clippy::print_stdout)]
+fn launch(o: &Options, persist: bool) -> Launched {
     let addr = format!("127.0.0.1:{}", free_port());
     let redis = persist.then(RedisServer::start);
     let lowered = redis.as_ref().zip(o.redis_priority);
@@ -685,105 +777,160 @@ fn run_server(
             .expect("the server binary starts (build it first: cargo build --release)"),
         addr.clone(),
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
+    Launched {
+        server,
+        redis,
+        addr,
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let started = Instant::now();
+        .expect("runtime")
+}
+
+/// Waits until the server at `addr` is ready and, when it persists, until the first full image
+/// after its load is in Redis.
+#[allow(clippy::print_stdout)]
+async fn settle(addr: &str, persist: bool) {
+    let addr = addr.to_string();
+    let started = Instant::now();
+    loop {
+        if let Ok(mut c) = TcpStream::connect(&addr).await.map(|s| Conn {
+            stream: s,
+            buf: Vec::new(),
+        }) && c.get("/readyz").await.0 == 200
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "server not ready after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "server ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if persist {
+        // The first full image in Redis (the snapshot the server starts once synced: one
+        // that started after the server was ready, not one taken while the demo loaded) and
+        // nothing left over from the load: what follows is the steady state under churn.
+        let ready = started.elapsed().as_secs_f64();
         loop {
-            if let Ok(mut c) = TcpStream::connect(&addr).await.map(|s| Conn { stream: s, buf: Vec::new() })
-                && c.get("/readyz").await.0 == 200
+            let m = text(&addr, "/metrics").await;
+            let began_ago = metric(&m, "astrolabe_persistence_last_snapshot_age_seconds")
+                + metric(&m, "astrolabe_persistence_last_snapshot_seconds");
+            if metric(&m, "astrolabe_persistence_snapshots") >= 1.0
+                && began_ago <= started.elapsed().as_secs_f64() - ready + 1.0
+                && metric(&m, "astrolabe_persistence_snapshot_running") == 0.0
+                && metric(&m, "astrolabe_persistence_dirty_objects") == 0.0
             {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(600), "server not ready after 10 minutes");
+            assert!(
+                started.elapsed() < Duration::from_secs(900),
+                "no snapshot after 15 minutes"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        println!("server ready after {:.1} s", started.elapsed().as_secs_f64());
-        if persist {
-            // The first full image in Redis (the snapshot the server starts once synced: one
-            // that started after the server was ready, not one taken while the demo loaded) and
-            // nothing left over from the load: what follows is the steady state under churn.
-            let ready = started.elapsed().as_secs_f64();
-            loop {
-                let m = text(&addr, "/metrics").await;
-                let began_ago = metric(&m, "astrolabe_persistence_last_snapshot_age_seconds")
-                    + metric(&m, "astrolabe_persistence_last_snapshot_seconds");
-                if metric(&m, "astrolabe_persistence_snapshots") >= 1.0
-                    && began_ago <= started.elapsed().as_secs_f64() - ready + 1.0
-                    && metric(&m, "astrolabe_persistence_snapshot_running") == 0.0
-                    && metric(&m, "astrolabe_persistence_dirty_objects") == 0.0
-                {
-                    break;
-                }
-                assert!(started.elapsed() < Duration::from_secs(900), "no snapshot after 15 minutes");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            println!("the first snapshot after sync in Redis after {:.1} s", started.elapsed().as_secs_f64());
-        }
+        println!(
+            "the first snapshot after sync in Redis after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
+}
 
-        // Targets, taken from the graph itself.
-        let scenarios = scenario_paths(&addr, true).await;
+/// Sends `sig` (`-STOP`, `-CONT`) to the server.
+fn signal(server: &common::Server, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &server.pid().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} the server");
+}
+
+/// `--persistence paired`: both servers run at once, persistence off and on, and each scenario
+/// measures them in turn, a window at a time, the other one stopped (SIGSTOP) meanwhile, for
+/// `--rounds` pairs of windows (the order alternating). Whatever drifts on the host over minutes
+/// then weighs on both sides alike, instead of on whichever ran in a slow phase.
+#[allow(clippy::print_stdout)]
+fn run_paired(o: &Options) {
+    let rt = runtime();
+    let off = launch(o, false);
+    rt.block_on(settle(&off.addr, false));
+    signal(&off.server, "-STOP");
+    let on = launch(o, true);
+    rt.block_on(settle(&on.addr, true));
+    let sides = [&off, &on];
+    let mut rates = std::collections::HashMap::new();
+    rt.block_on(async {
+        let scenarios = scenario_paths(&on.addr, true).await;
         let scenarios: Vec<(&str, Vec<String>)> = scenarios
             .into_iter()
             .enumerate()
-            .filter(|(i, (name, _))| *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
+            .filter(|(i, (name, _))| {
+                *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str()))
+            })
             .map(|(_, s)| s)
             .collect();
-        if let Some(load) = o.load {
-            for (name, paths) in &scenarios {
-                if !rates.contains_key(*name) {
-                    let sat = scenario(&addr, name, paths.clone(), o, None, 3).await;
-                    let r = sat.hist.len() as f64 / sat.elapsed.as_secs_f64();
-                    println!("calibrated: {name}: {r:.0} requests/s closed loop");
-                    rates.insert(name.to_string(), load * r);
-                }
-            }
-        }
-        let before = text(&addr, "/metrics").await;
-        let rewrites0 = redis.as_ref().map(aof_rewrites);
-        let cpu0 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
-        let t0 = Instant::now();
-        let mut results = Vec::new();
+        let mut active = 1;
+        println!(
+            "\n### persistence off and on, paired: {} pair(s) of {} s windows per scenario (after {} s \
+             of warm-up each), the other server stopped meanwhile\n",
+            o.rounds, o.window, o.warmup
+        );
+        println!("| scenario | p99 off ms | p99 on ms | on / off | each pair: on / off | errors off, on |");
+        println!("|---|---|---|---|---|---|");
         for (name, paths) in scenarios {
-            let rate = rates.get(name).copied();
-            match rate {
-                Some(r) => println!("running: {name} (open loop, {r:.0} requests/s)"),
-                None => println!("running: {name}"),
+            if let Some(load) = o.load
+                && !rates.contains_key(name)
+            {
+                // On whichever runs now: the other is stopped.
+                let sat =
+                    scenario(&sides[active].addr, name, paths.clone(), o, None, 3).await;
+                rates.insert(name, load * sat.hist.len() as f64 / sat.elapsed.as_secs_f64());
             }
-            results.push(scenario(&addr, name, paths, o, rate, o.seconds).await);
+            let rate = rates.get(name).copied();
+            let mut pooled: [Option<Histogram<u64>>; 2] = [None, None];
+            let (mut pairs, mut errors) = (Vec::new(), [0u64; 2]);
+            for round in 0..o.rounds.max(1) {
+                let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                let mut p99 = [0u64; 2];
+                for side in order {
+                    if active != side {
+                        signal(&sides[active].server, "-STOP");
+                        signal(&sides[side].server, "-CONT");
+                        active = side;
+                    }
+                    let out =
+                        scenario(&sides[side].addr, name, paths.clone(), o, rate, o.window).await;
+                    p99[side] = out.hist.value_at_quantile(0.99);
+                    errors[side] += out.errors;
+                    match &mut pooled[side] {
+                        Some(h) => h.add(&out.hist).expect("same bounds"),
+                        none => *none = Some(out.hist),
+                    }
+                }
+                pairs.push(p99[1] as f64 / p99[0].max(1) as f64);
+            }
+            let [p_off, p_on] = pooled.map(|h| h.map_or(0, |h| h.value_at_quantile(0.99)));
+            println!(
+                "| {name} | {} | {} | {:.2} | {} | {}, {} |",
+                ms(p_off),
+                ms(p_on),
+                p_on as f64 / p_off.max(1) as f64,
+                pairs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
+                errors[0],
+                errors[1],
+            );
         }
-        let after = text(&addr, "/metrics").await;
-        let window = t0.elapsed().as_secs_f64();
-        let cpu1 = (common::cpu_seconds(server.pid(), true), redis.as_ref().map_or(0.0, |r| common::cpu_seconds(r.pid(), true)));
-        let delta = |name: &str| metric(&after, name) - metric(&before, name);
-        let persistence = if persist {
-            format!(
-                "; persistence wrote {:.0} object states/s in {:.0} log entries, {:.0} snapshot(s), \
-                 {:.0} changes overflowed into the dirty set, queue depth at the end {:.0}; \
-                 redis-server (with its AOF rewrites) used {:.1}% of one core and forked {} AOF \
-                 rewrite(s)",
-                delta("astrolabe_persistence_objects_written") / window,
-                delta("astrolabe_persistence_batches"),
-                delta("astrolabe_persistence_snapshots"),
-                delta("astrolabe_persistence_overflowed"),
-                metric(&after, "astrolabe_persistence_queue_depth"),
-                100.0 * (cpu1.1 - cpu0.1) / window,
-                redis.as_ref().map_or(0, aof_rewrites) - rewrites0.unwrap_or(0),
-            )
-        } else {
-            String::new()
-        };
-        Run {
-            results,
-            change_rate: delta("astrolabe_graph_generation") / window,
-            persistence: format!(
-                "{persistence}; the server used {:.1}% of one core; {}",
-                100.0 * (cpu1.0 - cpu0.0) / window,
-                write_holds(&before, &after)
-            ),
-        }
-    })
+    });
+    // Both running again, so that they stop as usual.
+    signal(&off.server, "-CONT");
+    signal(&on.server, "-CONT");
 }
