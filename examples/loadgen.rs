@@ -17,7 +17,8 @@
 //! persistence off, then on, and the p99 ratio of each scenario; paired: both servers at once,
 //! each scenario measured on them in turn for `--window S` seconds (5) at a time while the other
 //! is stopped with SIGSTOP, `--rounds` pairs of windows, so that the host's drift over minutes
-//! weighs on both sides alike), `--rounds N` (1: repeat the whole run, alternating the order,
+//! weighs on both sides alike; the windows of the "on" side in which a snapshot ran are marked,
+//! and the p99 of the others is given too), `--rounds N` (1: repeat the whole run, alternating the order,
 //! and compare the medians; the spread of the "off" rounds is printed as the noise floor), `--load F` (open loop: instead of every connection sending its
 //! next request as soon as the last one is answered, which keeps the server saturated, each
 //! scenario is sent at a fixed rate, F times the rate it sustained in a closed-loop calibration
@@ -846,6 +847,15 @@ async fn settle(addr: &str, persist: bool) {
 }
 
 /// Sends `sig` (`-STOP`, `-CONT`) to the server.
+/// Whether a snapshot was running at either reading of `/metrics`, or one ran between them.
+fn snapshot_in(before: &str, after: &str) -> bool {
+    const RUNNING: &str = "astrolabe_persistence_snapshot_running";
+    const TAKEN: &str = "astrolabe_persistence_snapshots";
+    metric(before, RUNNING) > 0.0
+        || metric(after, RUNNING) > 0.0
+        || metric(after, TAKEN) > metric(before, TAKEN)
+}
+
 fn signal(server: &common::Server, sig: &str) {
     let ok = Command::new("kill")
         .args([sig, &server.pid().to_string()])
@@ -884,8 +894,10 @@ fn run_paired(o: &Options) {
              of warm-up each), the other server stopped meanwhile\n",
             o.rounds, o.window, o.warmup
         );
-        println!("| scenario | p99 off ms | p99 on ms | on / off | each pair: on / off | errors off, on |");
-        println!("|---|---|---|---|---|---|");
+        println!(
+            "| scenario | p99 off ms | p99 on ms | on / off | each pair: on / off (* a snapshot ran in the on window) | on / off, on windows without a snapshot | errors off, on |"
+        );
+        println!("|---|---|---|---|---|---|---|");
         for (name, paths) in scenarios {
             if let Some(load) = o.load
                 && !rates.contains_key(name)
@@ -897,34 +909,58 @@ fn run_paired(o: &Options) {
             }
             let rate = rates.get(name).copied();
             let mut pooled: [Option<Histogram<u64>>; 2] = [None, None];
+            // The on side's windows in which no snapshot ran.
+            let mut quiet: Option<Histogram<u64>> = None;
             let (mut pairs, mut errors) = (Vec::new(), [0u64; 2]);
             for round in 0..o.rounds.max(1) {
                 let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
-                let mut p99 = [0u64; 2];
+                let (mut p99, mut snapshot) = ([0u64; 2], false);
                 for side in order {
                     if active != side {
                         signal(&sides[active].server, "-STOP");
                         signal(&sides[side].server, "-CONT");
                         active = side;
                     }
+                    let before = text(&sides[side].addr, "/metrics").await;
                     let out =
                         scenario(&sides[side].addr, name, paths.clone(), o, rate, o.window).await;
+                    let after = text(&sides[side].addr, "/metrics").await;
                     p99[side] = out.hist.value_at_quantile(0.99);
                     errors[side] += out.errors;
+                    if side == 1 {
+                        snapshot = snapshot_in(&before, &after);
+                        if !snapshot {
+                            match &mut quiet {
+                                Some(h) => h.add(&out.hist).expect("same bounds"),
+                                none => *none = Some(out.hist.clone()),
+                            }
+                        }
+                    }
                     match &mut pooled[side] {
                         Some(h) => h.add(&out.hist).expect("same bounds"),
                         none => *none = Some(out.hist),
                     }
                 }
-                pairs.push(p99[1] as f64 / p99[0].max(1) as f64);
+                pairs.push(format!(
+                    "{:.2}{}",
+                    p99[1] as f64 / p99[0].max(1) as f64,
+                    if snapshot { "*" } else { "" }
+                ));
             }
             let [p_off, p_on] = pooled.map(|h| h.map_or(0, |h| h.value_at_quantile(0.99)));
+            let quiet = quiet.map_or("no such window".to_string(), |h| {
+                format!(
+                    "{:.2} ({} ms)",
+                    h.value_at_quantile(0.99) as f64 / p_off.max(1) as f64,
+                    ms(h.value_at_quantile(0.99))
+                )
+            });
             println!(
-                "| {name} | {} | {} | {:.2} | {} | {}, {} |",
+                "| {name} | {} | {} | {:.2} | {} | {quiet} | {}, {} |",
                 ms(p_off),
                 ms(p_on),
                 p_on as f64 / p_off.max(1) as f64,
-                pairs.iter().map(|r| format!("{r:.2}")).collect::<Vec<_>>().join(", "),
+                pairs.join(", "),
                 errors[0],
                 errors[1],
             );

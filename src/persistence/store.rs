@@ -83,9 +83,9 @@ pub(super) type LogEntry = (String, Vec<(Vec<u8>, u32)>);
 pub struct Store {
     conn: Box<dyn ConnectionLike + Send>,
     prefix: String,
-    /// Whether the connection takes pipelines (the redis crate's cluster connection does not; its
-    /// commands go one by one, each routed to the slot's node).
-    pipelines: bool,
+    /// A Redis Cluster: the redis crate's cluster connection takes no pipelines (its commands go
+    /// one by one, each routed to the slot's node), and no one node answers for the whole.
+    cluster: bool,
 }
 
 impl RedisConfig {
@@ -153,7 +153,7 @@ impl RedisConfig {
         Ok(Store {
             conn,
             prefix: self.prefix.clone(),
-            pipelines: self.cluster.is_empty(),
+            cluster: !self.cluster.is_empty(),
         })
     }
 }
@@ -183,6 +183,24 @@ impl Store {
     pub fn ping(&mut self) -> Result<(), StoreError> {
         let _: String = redis::cmd("PING").query(&mut *self.conn)?;
         Ok(())
+    }
+
+    /// Which Redis process answers: its `run_id`, new at every start. A reconnect can then tell
+    /// a Redis that restarted (and may have lost its last second of writes) from a connection
+    /// that broke while Redis kept everything. `None` where it cannot be told: on a Cluster (no
+    /// one node answers for the whole), or when `INFO` is refused.
+    pub fn run_id(&mut self) -> Option<String> {
+        if self.cluster {
+            return None;
+        }
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut *self.conn)
+            .ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
     }
 
     /// Appends one log entry made of encoded parts (each a `Batch` with its share of the
@@ -225,7 +243,7 @@ impl Store {
     /// How many chunks one round trip should carry: a few (they are large, and a pipeline is
     /// buffered whole), or one where the connection takes no pipelines.
     pub fn chunks_per_trip(&self) -> usize {
-        if self.pipelines { 4 } else { 1 }
+        if self.cluster { 1 } else { 4 }
     }
 
     /// Writes chunks `start..` of generation `g` in one round trip; returns the bytes written.
@@ -235,7 +253,7 @@ impl Store {
         start: usize,
         chunks: &[Vec<u8>],
     ) -> Result<u64, StoreError> {
-        if self.pipelines {
+        if !self.cluster {
             let mut pipe = redis::pipe();
             for (offset, bytes) in chunks.iter().enumerate() {
                 pipe.cmd("SET")

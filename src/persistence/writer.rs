@@ -35,7 +35,7 @@ use crate::model::{Object, Uid};
 
 /// How long the connection may sit idle before a PING checks it: a Redis that restarted (and may
 /// have lost its last second of writes) is noticed, reconnected to and repaired by a snapshot
-/// even when no change is waiting to be written.
+/// even when no change is waiting to be written (a restart is told by Redis's `run_id`).
 const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Objects per snapshot chunk: chunks load in parallel.
@@ -80,9 +80,11 @@ pub(super) struct Writer {
     next_attempt: Instant,
     last_snapshot: Instant,
     snapshot_due: bool,
-    /// Redis may have lost acknowledged writes (it came back after an outage): a snapshot must
-    /// make it whole again.
+    /// Redis may have lost acknowledged writes (it restarted): a snapshot must make it whole
+    /// again.
     repair_due: bool,
+    /// The `run_id` of the Redis last connected to (see [`Store::run_id`]).
+    redis_run: Option<String>,
     /// The last time Redis answered.
     last_contact: Instant,
     /// Whether the snapshot after the source's first full load was taken.
@@ -138,6 +140,7 @@ impl Writer {
             last_snapshot: Instant::now(),
             snapshot_due: false,
             repair_due: false,
+            redis_run: None,
             last_contact: Instant::now(),
             synced_snapshot: false,
             log_bytes_since_snapshot: 0,
@@ -354,7 +357,8 @@ impl Writer {
             return Err(StoreError::Foreign("waiting to reconnect".into()));
         }
         match connect(&self.cfg.redis) {
-            Ok(store) => {
+            Ok(mut store) => {
+                let run = store.run_id();
                 if self
                     .shared
                     .stats
@@ -362,11 +366,17 @@ impl Writer {
                     .swap(true, Ordering::Relaxed)
                 {
                     self.shared.stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!("persistence: reconnected to Redis");
-                    // Redis may have lost writes while away (a crash with AOF every second): a
-                    // snapshot makes it exactly the graph again.
-                    self.repair_due = true;
+                    // A Redis that restarted may have lost acknowledged writes (a crash with AOF
+                    // every second; a failover to a replica behind its master): a snapshot makes
+                    // it exactly the graph again. One that did not (the connection broke: a
+                    // timeout, the network, a read interrupted when this process was stopped and
+                    // continued) holds every write it acknowledged, and what it did not
+                    // acknowledge is still pending: an image of the whole graph would be wasted.
+                    let restarted = run.is_none() || run != self.redis_run;
+                    tracing::info!(restarted, "persistence: reconnected to Redis");
+                    self.repair_due |= restarted;
                 }
+                self.redis_run = run;
                 self.store = Some(store);
                 self.shared.stats.connected.store(true, Ordering::Relaxed);
                 self.backoff = self.cfg.reconnect_min;
