@@ -636,13 +636,7 @@ fn run_server(
     runtime().block_on(async {
         settle(&addr, persist).await;
         // Targets, taken from the graph itself.
-        let scenarios = scenario_paths(&addr, true).await;
-        let scenarios: Vec<(&str, Vec<String>)> = scenarios
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (name, _))| *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str())))
-            .map(|(_, s)| s)
-            .collect();
+        let scenarios = selected(scenario_paths(&addr, true).await, o);
         if let Some(load) = o.load {
             for (name, paths) in &scenarios {
                 if !rates.contains_key(*name) {
@@ -846,7 +840,6 @@ async fn settle(addr: &str, persist: bool) {
     }
 }
 
-/// Sends `sig` (`-STOP`, `-CONT`) to the server.
 /// Whether a snapshot was running at either reading of `/metrics`, or one ran between them.
 fn snapshot_in(before: &str, after: &str) -> bool {
     const RUNNING: &str = "astrolabe_persistence_snapshot_running";
@@ -856,12 +849,35 @@ fn snapshot_in(before: &str, after: &str) -> bool {
         || metric(after, TAKEN) > metric(before, TAKEN)
 }
 
+/// Sends `sig` (`-STOP`, `-CONT`) to the server.
 fn signal(server: &common::Server, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &server.pid().to_string()])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "kill {sig} the server");
+    assert!(server.signal(sig), "kill {sig} the server");
+}
+
+/// Adds a window's latencies to a side's.
+fn pool(into: &mut Option<Histogram<u64>>, window: &Histogram<u64>) {
+    match into {
+        Some(h) => h.add(window).expect("same bounds"),
+        none => *none = Some(window.clone()),
+    }
+}
+
+/// The scenarios `--only` selects, and the floor (the first) always.
+fn selected<'a>(
+    scenarios: Vec<(&'a str, Vec<String>)>,
+    o: &Options,
+) -> Vec<(&'a str, Vec<String>)> {
+    scenarios
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (name, _))| {
+            *i == 0
+                || o.only
+                    .as_ref()
+                    .is_none_or(|only| name.contains(only.as_str()))
+        })
+        .map(|(_, s)| s)
+        .collect()
 }
 
 /// `--persistence paired`: both servers run at once, persistence off and on, and each scenario
@@ -879,15 +895,7 @@ fn run_paired(o: &Options) {
     let sides = [&off, &on];
     let mut rates = std::collections::HashMap::new();
     rt.block_on(async {
-        let scenarios = scenario_paths(&on.addr, true).await;
-        let scenarios: Vec<(&str, Vec<String>)> = scenarios
-            .into_iter()
-            .enumerate()
-            .filter(|(i, (name, _))| {
-                *i == 0 || o.only.as_ref().is_none_or(|only| name.contains(only.as_str()))
-            })
-            .map(|(_, s)| s)
-            .collect();
+        let scenarios = selected(scenario_paths(&on.addr, true).await, o);
         let mut active = 1;
         println!(
             "\n### persistence off and on, paired: {} pair(s) of {} s windows per scenario (after {} s \
@@ -930,16 +938,10 @@ fn run_paired(o: &Options) {
                     if side == 1 {
                         snapshot = snapshot_in(&before, &after);
                         if !snapshot {
-                            match &mut quiet {
-                                Some(h) => h.add(&out.hist).expect("same bounds"),
-                                none => *none = Some(out.hist.clone()),
-                            }
+                            pool(&mut quiet, &out.hist);
                         }
                     }
-                    match &mut pooled[side] {
-                        Some(h) => h.add(&out.hist).expect("same bounds"),
-                        none => *none = Some(out.hist),
-                    }
+                    pool(&mut pooled[side], &out.hist);
                 }
                 pairs.push(format!(
                     "{:.2}{}",

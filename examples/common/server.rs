@@ -133,12 +133,20 @@ impl Server {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// Sends `sig` (`-TERM`, `-STOP`, `-CONT`, ...) to the server; whether it was delivered.
+    pub fn signal(&self, sig: &str) -> bool {
+        self.child.as_ref().is_some_and(|c| {
+            Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
     /// SIGTERM (a graceful shutdown: final snapshot with persistence on), then waits.
     pub fn stop(mut self) {
+        self.signal("-TERM");
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
             let _ = c.wait();
         }
     }
