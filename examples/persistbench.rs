@@ -22,6 +22,10 @@
 //!   (depth-2 neighbourhoods) during it, next to the same measured just before without it.
 //! - `outage`: the same latencies while Redis is killed for a while and then restarted, and how
 //!   long catching up takes.
+//! - `first-touch`: what this machine charges for memory a process touches for the first time,
+//!   in µs a page for each 256 MiB in turn, in fresh processes (this harness run again): a restart
+//!   is a fresh process, and recovery's time follows the pages it touches (see BENCHMARKS.md,
+//!   (c)).
 //!
 //! ```text
 //! cargo build --release && cargo run --release --example persistbench -- --objects 1000000
@@ -584,6 +588,7 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         let waited = redis.quiesce();
         println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
         // As `serve` does it: the graph is built while later chunks are read and decoded.
+        let machine0 = machine_cpu();
         let t = Instant::now();
         let mut timed = Timed {
             g: Graph::new(),
@@ -600,6 +605,13 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
             r.log_objects,
             r.objects.len(),
             g.node_count()
+        );
+        let machine = machine_cpu();
+        println!(
+            "  CPU meanwhile (s): machine busy {:.2} of {:.2}, stolen by the VM's host {:.2}",
+            machine.0 - machine0.0,
+            2.0 * t.elapsed().as_secs_f64(),
+            machine.1 - machine0.1
         );
     }
 }
@@ -646,6 +658,11 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
     println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
     let rewrites = redis.info("persistence", "aof_rewrites");
     let mut restored = String::new();
+    let (machine0, me0, redis0) = (
+        machine_cpu(),
+        common::stat_cpu_seconds("/proc/self/stat", false),
+        common::cpu_seconds(redis.pid(), true),
+    );
     let t = Instant::now();
     let server = common::Server::start(
         Command::new(&o.bin)
@@ -676,6 +693,24 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         );
     };
     let serving = t.elapsed();
+    // Where the machine's CPU went until the first answer: a slow round with other work on the
+    // two cores (or time the VM's host took, "steal") is not the server's own slowness.
+    let (machine, me, by_redis, by_server) = (
+        machine_cpu(),
+        common::stat_cpu_seconds("/proc/self/stat", false) - me0,
+        common::cpu_seconds(redis.pid(), true) - redis0,
+        common::cpu_seconds(server.pid(), false),
+    );
+    let (busy, steal) = (machine.0 - machine0.0, machine.1 - machine0.1);
+    let server_stat = proc_stat_fields(server.pid());
+    println!(
+        "  CPU until the first answer (s): machine busy {busy:.2} of {:.2}, stolen by the VM's host {steal:.2}; server {by_server:.2} (user {:.2}, system {:.2}; {} page faults), Redis {by_redis:.2}, this harness {me:.2}, anything else {:.2}",
+        2.0 * serving.as_secs_f64(),
+        server_stat.get(11).copied().unwrap_or(0) as f64 / 100.0,
+        server_stat.get(12).copied().unwrap_or(0) as f64 / 100.0,
+        server_stat.get(7).copied().unwrap_or(0),
+        busy - by_server - by_redis - me,
+    );
     let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
     let total: u64 = v["items"]
         .as_array()
@@ -704,6 +739,78 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         Exit::Kill => drop(server),
     }
     restored
+}
+
+/// The numeric fields of `/proc/{pid}/stat` after the command name (state is 0): minor faults
+/// at 7, user and system time (clock ticks) at 11 and 12.
+fn proc_stat_fields(pid: u32) -> Vec<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.rsplit_once(')').map_or_else(Vec::new, |(_, rest)| {
+        rest.split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect()
+    })
+}
+
+/// The argument that makes this process one pass of [`first_touch`].
+const FIRST_TOUCH_CHILD: &str = "--first-touch-child";
+
+fn first_touch_child() -> Option<usize> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [flag, mib] if flag == FIRST_TOUCH_CHILD => Some(mib.parse().expect("MiB")),
+        _ => None,
+    }
+}
+
+/// Fresh processes touching fresh memory, one byte a page: 1.5 GiB twice in a row (about what
+/// a restore with the longest log touches), then 6 GiB.
+fn first_touch() {
+    println!("\n## first-touch: µs a page for each 256 MiB in turn, each line a fresh process");
+    for mib in [1536, 1536, 6144] {
+        let out = Command::new(std::env::current_exe().expect("this harness's path"))
+            .args([FIRST_TOUCH_CHILD, &mib.to_string()])
+            .output()
+            .expect("running this harness again");
+        print!("{mib} MiB: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+/// One pass: `mib` MiB allocated zeroed (mapped, not touched: the allocator takes it from the
+/// kernel), then one byte written in every 4 KiB page, timed a 256 MiB at a time.
+fn first_touch_pass(mib: usize) {
+    const PAGE: usize = 4096;
+    const STEP: usize = 256 << 20;
+    let mut memory = vec![0u8; mib << 20];
+    let mut line = String::new();
+    for chunk in memory.chunks_mut(STEP) {
+        let t = Instant::now();
+        for page in chunk.chunks_mut(PAGE) {
+            page[0] = 1;
+        }
+        let pages = chunk.len().div_ceil(PAGE) as f64;
+        line.push_str(&format!("{:.1} ", t.elapsed().as_secs_f64() * 1e6 / pages));
+    }
+    println!("{line}");
+    std::hint::black_box(&memory);
+}
+
+/// The whole machine's CPU seconds so far from `/proc/stat`: busy (all but idle, I/O wait and
+/// steal) and stolen by the VM's host.
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (clock ticks; guest
+    // time is already counted in user).
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
 }
 
 /// Redis stopped cleanly (its AOF complete on disk) and its append-only files copied aside, so
@@ -1117,6 +1224,9 @@ fn outage(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
 }
 
 fn main() {
+    if let Some(mib) = first_touch_child() {
+        return first_touch_pass(mib);
+    }
     let o = options();
     let run = |name: &str| o.only.as_deref().is_none_or(|only| only == name);
     println!(
@@ -1125,6 +1235,9 @@ fn main() {
         o.seconds,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    if o.only.as_deref() == Some("first-touch") {
+        return first_touch();
+    }
     let t = Instant::now();
     let (a, b) = objects(o.objects);
     println!("demo built and projected in {:.1?}", t.elapsed());
