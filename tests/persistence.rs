@@ -702,6 +702,68 @@ fn a_broken_connection_to_a_redis_that_kept_running_is_caught_up_without_a_repai
     assert_recovers_exactly(&cfg.redis, &rig.graph);
 }
 
+#[test]
+fn a_failed_background_snapshot_keeps_the_writers_connection_and_is_retried() {
+    let redis = RedisServer::start();
+    let mut cfg = config(&redis, "snapfail");
+    cfg.snapshot_interval = Duration::from_millis(300);
+    let mut rig = Rig::start(cfg.clone());
+    let mut cluster = None;
+    rig.send_all(demo(600, &mut cluster));
+    rig.flush(Duration::from_secs(10));
+    // Redis at its client limit: the writer's connection goes on working, and each background
+    // snapshot's new connection is refused. This test keeps its own one connection.
+    let mut admin = redis.client();
+    let clients: String = redis::cmd("INFO").arg("clients").query(&mut admin).unwrap();
+    let connected = clients
+        .lines()
+        .find_map(|l| l.strip_prefix("connected_clients:"))
+        .expect("INFO clients gives connected_clients")
+        .trim()
+        .to_string();
+    let set_limit = |admin: &mut redis::Connection, limit: &str| {
+        redis::cmd("CONFIG")
+            .arg(&["SET", "maxclients", limit])
+            .query::<()>(admin)
+            .unwrap();
+    };
+    set_limit(&mut admin, &connected);
+    let observer = rig.persistence().observer();
+    let stats = observer.stats();
+    let errors = stats.errors.load(Ordering::Relaxed);
+    wait_for(
+        "a background snapshot refused a connection",
+        Duration::from_secs(20),
+        || stats.errors.load(Ordering::Relaxed) >= errors + 2,
+    );
+    // Redis answers "max number of clients reached" and closes: the client may see either.
+    assert!(
+        observer.status().last_error.is_some(),
+        "the snapshot's error is reported"
+    );
+    let snapshots = rig.snapshots();
+    rig.send_all(churn(cluster.as_mut().unwrap(), 100));
+    rig.settle();
+    rig.persistence()
+        .flush(Duration::from_secs(5))
+        .expect("the log goes on, on the writer's own connection");
+    assert!(
+        observer.status().connected,
+        "the writer kept its connection"
+    );
+    assert_eq!(stats.reconnects.load(Ordering::Relaxed), 0);
+    assert_eq!(rig.snapshots(), snapshots, "no snapshot while refused");
+    set_limit(&mut admin, "10000");
+    wait_for(
+        "the snapshot retried once Redis takes connections again",
+        Duration::from_secs(20),
+        || rig.snapshots() > snapshots,
+    );
+    rig.drain();
+    rig.flush(Duration::from_secs(10));
+    assert_recovers_exactly(&cfg.redis, &rig.graph);
+}
+
 /// The graph after applying `changes` up to (and including) the change that reaches `generation`.
 fn replay_until(changes: &[Change], generation: u64) -> Graph {
     let mut g = Graph::new();

@@ -78,6 +78,11 @@ pub(super) struct Writer {
     last_log_id: String,
     backoff: Duration,
     next_attempt: Instant,
+    /// A failed background snapshot is retried on a backoff of its own: its failure (its own
+    /// connection refused, Redis out of memory) says nothing about the writer's connection,
+    /// which goes on writing the log.
+    snapshot_backoff: Duration,
+    next_snapshot_attempt: Instant,
     last_snapshot: Instant,
     snapshot_due: bool,
     /// Redis may have lost acknowledged writes (it restarted): a snapshot must make it whole
@@ -120,6 +125,8 @@ impl Writer {
     ) -> Writer {
         Writer {
             backoff: cfg.reconnect_min,
+            snapshot_backoff: cfg.reconnect_min,
+            next_snapshot_attempt: Instant::now(),
             cfg,
             rx,
             graph,
@@ -333,7 +340,10 @@ impl Writer {
         let result = if self.pending.len() > too_much {
             // Too much for one log entry: a snapshot of everything instead.
             self.snapshot().map(|_| ())
-        } else if (self.snapshot_due || self.repair_due || periodic) && self.running.is_none() {
+        } else if (self.snapshot_due || self.repair_due || periodic)
+            && self.running.is_none()
+            && Instant::now() >= self.next_snapshot_attempt
+        {
             self.flush().and_then(|()| self.start_snapshot())
         } else if self.pending.is_empty() {
             if self.last_contact.elapsed() < KEEPALIVE {
@@ -396,12 +406,16 @@ impl Writer {
         if was_connected {
             tracing::warn!(error = %e, "persistence: Redis unavailable; keeping changes in memory and retrying");
         }
+        self.error(e);
+        self.store = None;
+        self.next_attempt = Instant::now() + jittered(self.backoff);
+        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
+    }
+
+    /// Counts `e` and keeps it as the last error (`/metrics`, `/health`).
+    fn error(&self, e: &StoreError) {
         self.shared.stats.errors.fetch_add(1, Ordering::Relaxed);
         *self.shared.last_error.lock() = Some(e.to_string());
-        self.store = None;
-        let jitter = rand::rng().random_range(0.5..1.5);
-        self.next_attempt = Instant::now() + self.backoff.mul_f64(jitter);
-        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
     }
 
     /// Writes everything pending as one log entry.
@@ -527,7 +541,8 @@ impl Writer {
     }
 
     /// Waits for the background snapshot, if one is running, and records how it ended. A failed
-    /// one is retried after reconnecting, as any failure.
+    /// one is retried after a backoff of its own; the writer keeps its connection (when Redis is
+    /// gone, the writer's next write finds out).
     fn wait_snapshot(&mut self) {
         let Some(running) = self.running.take() else {
             return;
@@ -542,10 +557,13 @@ impl Writer {
                 self.snapshot_written(written, running.started, running.log_bytes);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "persistence: background snapshot failed");
+                let retry = jittered(self.snapshot_backoff);
+                tracing::warn!(error = %e, retry_in = ?retry, "persistence: background snapshot failed; the log goes on, the previous snapshot stays current");
+                self.error(&e);
                 self.snapshot_due = true;
                 self.repair_due |= running.repair;
-                self.failed(&e);
+                self.next_snapshot_attempt = Instant::now() + retry;
+                self.snapshot_backoff = (self.snapshot_backoff * 2).min(self.cfg.reconnect_max);
             }
         }
     }
@@ -578,6 +596,7 @@ impl Writer {
             "persistence: snapshot written"
         );
         self.last_snapshot = Instant::now();
+        self.snapshot_backoff = self.cfg.reconnect_min;
         self.log_bytes_since_snapshot = self.log_bytes_since_snapshot.saturating_sub(log_bytes);
         self.last_snapshot_bytes = bytes;
         report
@@ -638,6 +657,11 @@ impl Writer {
 /// two batches (see `PersistSink::drop_superseded`), so that freeing what a snapshot's image
 /// held last never stalls it.
 pub(super) const GIVE_BACK_CHUNK: usize = 1024;
+
+/// `d` with jitter (0.5 to 1.5 times), so that many servers retrying one Redis spread out.
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.5..1.5))
+}
 
 /// Keeps `version` in `last` if this was its last reference (to be freed by the graph's
 /// writer); otherwise only lets go of it, which frees nothing. (Another holder letting go at the
