@@ -375,6 +375,7 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         std::thread::sleep(Duration::from_secs(3));
         let (g0, w0, b0, n0, s0) = read();
         let cpu0 = cpu_by_thread(redis.pid());
+        let redis0 = ProcCpu::of(redis.pid());
         let t0 = Instant::now();
         let (mut max_dirty, mut max_queue) = (0, 0);
         while t0.elapsed() < Duration::from_secs(o.seconds) {
@@ -387,6 +388,7 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
         let (g1, w1, b1, n1, s1) = read();
         let running = stats.stats().snapshot_running.load(Ordering::Relaxed);
         let cpu = cpu_report(&cpu0, &cpu_by_thread(redis.pid()), window);
+        let redis_window = ProcCpu::of(redis.pid()).since(&redis0);
         stop.store(true, Ordering::Relaxed);
         next = producer.join().unwrap();
         let caught = Instant::now();
@@ -425,7 +427,12 @@ fn throughput(o: &Options, a: &[Arc<Object>], b: &[Arc<Object>]) {
              catch-up after the producer stopped: {catch_up:.1?}",
             next
         );
+        let redis1 = ProcCpu::of(redis.pid());
         let raw = raw_set(&redis, value_size, (end * o.seconds as f64) as u64);
+        println!(
+            "  Redis (with its AOF rewrites) during the window: {redis_window}; during redis-benchmark: {}",
+            ProcCpu::of(redis.pid()).since(&redis1)
+        );
         println!(
             "  raw SET right after, same value size: {raw:.0}/s; end to end / raw SET: {:.2}",
             end / raw
@@ -702,13 +709,10 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         common::cpu_seconds(server.pid(), false),
     );
     let (busy, steal) = (machine.0 - machine0.0, machine.1 - machine0.1);
-    let server_stat = proc_stat_fields(server.pid());
     println!(
-        "  CPU until the first answer (s): machine busy {busy:.2} of {:.2}, stolen by the VM's host {steal:.2}; server {by_server:.2} (user {:.2}, system {:.2}; {} page faults), Redis {by_redis:.2}, this harness {me:.2}, anything else {:.2}",
+        "  CPU until the first answer (s): machine busy {busy:.2} of {:.2}, stolen by the VM's host {steal:.2}; server {by_server:.2} ({}), Redis {by_redis:.2}, this harness {me:.2}, anything else {:.2}",
         2.0 * serving.as_secs_f64(),
-        server_stat.get(11).copied().unwrap_or(0) as f64 / 100.0,
-        server_stat.get(12).copied().unwrap_or(0) as f64 / 100.0,
-        server_stat.get(7).copied().unwrap_or(0),
+        ProcCpu::of(server.pid()),
         busy - by_server - by_redis - me,
     );
     let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
@@ -793,6 +797,43 @@ fn first_touch_pass(mib: usize) {
     }
     println!("{line}");
     std::hint::black_box(&memory);
+}
+
+/// A process's CPU (with its waited-for children, such as Redis's AOF rewrites) and page faults.
+struct ProcCpu {
+    user: f64,
+    system: f64,
+    faults: u64,
+}
+
+impl ProcCpu {
+    fn of(pid: u32) -> ProcCpu {
+        let f = proc_stat_fields(pid);
+        let at = |i: usize| f.get(i).copied().unwrap_or(0);
+        ProcCpu {
+            user: (at(11) + at(13)) as f64 / 100.0,
+            system: (at(12) + at(14)) as f64 / 100.0,
+            faults: at(7) + at(8),
+        }
+    }
+
+    fn since(&self, before: &ProcCpu) -> ProcCpu {
+        ProcCpu {
+            user: self.user - before.user,
+            system: self.system - before.system,
+            faults: self.faults.saturating_sub(before.faults),
+        }
+    }
+}
+
+impl std::fmt::Display for ProcCpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "user {:.2} s, system {:.2} s, {} page faults",
+            self.user, self.system, self.faults
+        )
+    }
 }
 
 /// The whole machine's CPU seconds so far from `/proc/stat`: busy (all but idle, I/O wait and
