@@ -745,17 +745,6 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
     restored
 }
 
-/// The numeric fields of `/proc/{pid}/stat` after the command name (state is 0): minor faults
-/// at 7, user and system time (clock ticks) at 11 and 12.
-fn proc_stat_fields(pid: u32) -> Vec<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.rsplit_once(')').map_or_else(Vec::new, |(_, rest)| {
-        rest.split_whitespace()
-            .map(|v| v.parse().unwrap_or(0))
-            .collect()
-    })
-}
-
 /// The argument that makes this process one pass of [`first_touch`].
 const FIRST_TOUCH_CHILD: &str = "--first-touch-child";
 
@@ -808,7 +797,7 @@ struct ProcCpu {
 
 impl ProcCpu {
     fn of(pid: u32) -> ProcCpu {
-        let f = proc_stat_fields(pid);
+        let f = common::stat_fields(format!("/proc/{pid}/stat"));
         let at = |i: usize| f.get(i).copied().unwrap_or(0);
         ProcCpu {
             user: (at(11) + at(13)) as f64 / 100.0,
