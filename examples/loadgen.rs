@@ -18,7 +18,8 @@
 //! each scenario measured on them in turn for `--window S` seconds (5) at a time while the other
 //! is stopped with SIGSTOP, `--rounds` pairs of windows, so that the host's drift over minutes
 //! weighs on both sides alike; the windows of the "on" side in which a snapshot ran are marked,
-//! and the p99 of the others is given too), `--rounds N` (1: repeat the whole run, alternating the order,
+//! and the p99 of the others is given too, and, by kind of window, the CPU the machine spent
+//! besides the two servers, Redis and this harness, and Redis's own), `--rounds N` (1: repeat the whole run, alternating the order,
 //! and compare the medians; the spread of the "off" rounds is printed as the noise floor), `--load F` (open loop: instead of every connection sending its
 //! next request as soon as the last one is answered, which keeps the server saturated, each
 //! scenario is sent at a fixed rate, F times the rate it sustained in a closed-loop calibration
@@ -880,6 +881,69 @@ fn selected<'a>(
         .collect()
 }
 
+/// The CPU seconds of paired windows: the machine's busy time, and what of it the two servers,
+/// Redis (with its AOF rewrites) and this harness used; the rest is other processes and the
+/// kernel's own threads (such as the one reporting freed memory to the VM's host).
+#[derive(Clone, Copy, Default)]
+struct WindowCpu {
+    wall: f64,
+    busy: f64,
+    servers: f64,
+    redis: f64,
+    me: f64,
+}
+
+impl WindowCpu {
+    fn now(sides: &[&Launched; 2], redis_pid: u32) -> WindowCpu {
+        WindowCpu {
+            wall: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            busy: common::machine_cpu().0,
+            servers: sides
+                .iter()
+                .map(|s| common::cpu_seconds(s.server.pid(), false))
+                .sum(),
+            redis: common::cpu_seconds(redis_pid, true),
+            me: common::stat_cpu_seconds("/proc/self/stat", false),
+        }
+    }
+
+    fn since(&self, before: &WindowCpu) -> WindowCpu {
+        WindowCpu {
+            wall: self.wall - before.wall,
+            busy: self.busy - before.busy,
+            servers: self.servers - before.servers,
+            redis: self.redis - before.redis,
+            me: self.me - before.me,
+        }
+    }
+
+    fn add(&mut self, other: &WindowCpu) {
+        self.wall += other.wall;
+        self.busy += other.busy;
+        self.servers += other.servers;
+        self.redis += other.redis;
+        self.me += other.me;
+    }
+
+    fn percent(&self, v: f64) -> String {
+        if self.wall > 0.0 {
+            format!("{:.0}", 100.0 * v / self.wall)
+        } else {
+            "-".into()
+        }
+    }
+
+    fn other_percent(&self) -> String {
+        self.percent(self.busy - self.servers - self.redis - self.me)
+    }
+
+    fn redis_percent(&self) -> String {
+        self.percent(self.redis)
+    }
+}
+
 /// `--persistence paired`: both servers run at once, persistence off and on, and each scenario
 /// measures them in turn, a window at a time, the other one stopped (SIGSTOP) meanwhile, for
 /// `--rounds` pairs of windows (the order alternating). Whatever drifts on the host over minutes
@@ -903,9 +967,9 @@ fn run_paired(o: &Options) {
             o.rounds, o.window, o.warmup
         );
         println!(
-            "| scenario | p99 off ms | p99 on ms | on / off | each pair: on / off (* a snapshot ran in the on window) | on / off, on windows without a snapshot | errors off, on |"
+            "| scenario | p99 off ms | p99 on ms | on / off | each pair: on / off (* a snapshot ran in the on window) | on / off, on windows without a snapshot | errors off, on | CPU besides the servers, Redis and this harness, % of a core: off / on / on with a snapshot | Redis (user + system), % of a core: on / on with a snapshot |"
         );
-        println!("|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|");
         for (name, paths) in scenarios {
             if let Some(load) = o.load
                 && !rates.contains_key(name)
@@ -920,6 +984,9 @@ fn run_paired(o: &Options) {
             // The on side's windows in which no snapshot ran.
             let mut quiet: Option<Histogram<u64>> = None;
             let (mut pairs, mut errors) = (Vec::new(), [0u64; 2]);
+            // By kind of window: off, on, on with a snapshot.
+            let mut cpu = [WindowCpu::default(); 3];
+            let redis_pid = on.redis.as_ref().map_or(0, RedisServer::pid);
             for round in 0..o.rounds.max(1) {
                 let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
                 let (mut p99, mut snapshot) = ([0u64; 2], false);
@@ -930,8 +997,10 @@ fn run_paired(o: &Options) {
                         active = side;
                     }
                     let before = text(&sides[side].addr, "/metrics").await;
+                    let cpu0 = WindowCpu::now(&sides, redis_pid);
                     let out =
                         scenario(&sides[side].addr, name, paths.clone(), o, rate, o.window).await;
+                    let used = WindowCpu::now(&sides, redis_pid).since(&cpu0);
                     let after = text(&sides[side].addr, "/metrics").await;
                     p99[side] = out.hist.value_at_quantile(0.99);
                     errors[side] += out.errors;
@@ -941,6 +1010,7 @@ fn run_paired(o: &Options) {
                             pool(&mut quiet, &out.hist);
                         }
                     }
+                    cpu[side + usize::from(snapshot)].add(&used);
                     pool(&mut pooled[side], &out.hist);
                 }
                 pairs.push(format!(
@@ -958,13 +1028,18 @@ fn run_paired(o: &Options) {
                 )
             });
             println!(
-                "| {name} | {} | {} | {:.2} | {} | {quiet} | {}, {} |",
+                "| {name} | {} | {} | {:.2} | {} | {quiet} | {}, {} | {} / {} / {} | {} / {} |",
                 ms(p_off),
                 ms(p_on),
                 p_on as f64 / p_off.max(1) as f64,
                 pairs.join(", "),
                 errors[0],
                 errors[1],
+                cpu[0].other_percent(),
+                cpu[1].other_percent(),
+                cpu[2].other_percent(),
+                cpu[1].redis_percent(),
+                cpu[2].redis_percent(),
             );
         }
     });

@@ -595,7 +595,7 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         let waited = redis.quiesce();
         println!("  (waited {waited:.1?} for Redis to finish rewriting its AOF)");
         // As `serve` does it: the graph is built while later chunks are read and decoded.
-        let machine0 = machine_cpu();
+        let machine0 = common::machine_cpu();
         let t = Instant::now();
         let mut timed = Timed {
             g: Graph::new(),
@@ -613,7 +613,7 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
             r.objects.len(),
             g.node_count()
         );
-        let machine = machine_cpu();
+        let machine = common::machine_cpu();
         println!(
             "  CPU meanwhile (s): machine busy {:.2} of {:.2}, stolen by the VM's host {:.2}",
             machine.0 - machine0.0,
@@ -666,7 +666,7 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
     let rewrites = redis.info("persistence", "aof_rewrites");
     let mut restored = String::new();
     let (machine0, me0, redis0) = (
-        machine_cpu(),
+        common::machine_cpu(),
         common::stat_cpu_seconds("/proc/self/stat", false),
         common::cpu_seconds(redis.pid(), true),
     );
@@ -703,7 +703,7 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
     // Where the machine's CPU went until the first answer: a slow round with other work on the
     // two cores (or time the VM's host took, "steal") is not the server's own slowness.
     let (machine, me, by_redis, by_server) = (
-        machine_cpu(),
+        common::machine_cpu(),
         common::stat_cpu_seconds("/proc/self/stat", false) - me0,
         common::cpu_seconds(redis.pid(), true) - redis0,
         common::cpu_seconds(server.pid(), false),
@@ -823,24 +823,6 @@ impl std::fmt::Display for ProcCpu {
             self.user, self.system, self.faults
         )
     }
-}
-
-/// The whole machine's CPU seconds so far from `/proc/stat`: busy (all but idle, I/O wait and
-/// steal) and stolen by the VM's host.
-fn machine_cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (clock ticks; guest
-    // time is already counted in user).
-    let v: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
-    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
 }
 
 /// Redis stopped cleanly (its AOF complete on disk) and its append-only files copied aside, so

@@ -224,3 +224,21 @@ pub fn stat_cpu_seconds(path: impl AsRef<std::path::Path>, children: bool) -> f6
 pub fn cpu_seconds(pid: u32, children: bool) -> f64 {
     stat_cpu_seconds(format!("/proc/{pid}/stat"), children)
 }
+
+/// The whole machine's CPU seconds so far from `/proc/stat`: busy (all but idle, I/O wait and
+/// steal) and stolen by the VM's host.
+pub fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu  user nice system idle iowait irq softirq steal guest guest_nice (clock ticks; guest
+    // time is already counted in user).
+    let v: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
+}
