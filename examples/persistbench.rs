@@ -617,7 +617,7 @@ fn restore_in_process(redis: &Redis, rounds: std::ops::RangeInclusive<usize>) {
         println!(
             "  CPU meanwhile (s): machine busy {:.2} of {:.2}, stolen by the VM's host {:.2}",
             machine.0 - machine0.0,
-            2.0 * t.elapsed().as_secs_f64(),
+            all_cores(t.elapsed()),
             machine.1 - machine0.1
         );
     }
@@ -706,14 +706,14 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         common::machine_cpu(),
         common::stat_cpu_seconds("/proc/self/stat", false) - me0,
         common::cpu_seconds(redis.pid(), true) - redis0,
-        common::cpu_seconds(server.pid(), false),
+        ProcCpu::of(server.pid()),
     );
     let (busy, steal) = (machine.0 - machine0.0, machine.1 - machine0.1);
+    let server_total = by_server.user + by_server.system;
     println!(
-        "  CPU until the first answer (s): machine busy {busy:.2} of {:.2}, stolen by the VM's host {steal:.2}; server {by_server:.2} ({}), Redis {by_redis:.2}, this harness {me:.2}, anything else {:.2}",
-        2.0 * serving.as_secs_f64(),
-        ProcCpu::of(server.pid()),
-        busy - by_server - by_redis - me,
+        "  CPU until the first answer (s): machine busy {busy:.2} of {:.2}, stolen by the VM's host {steal:.2}; server {server_total:.2} ({by_server}), Redis {by_redis:.2}, this harness {me:.2}, anything else {:.2}",
+        all_cores(serving),
+        busy - server_total - by_redis - me,
     );
     let v: serde_json::Value = serde_json::from_str(&body).expect("/api/v2/kinds answers JSON");
     let total: u64 = v["items"]
@@ -743,6 +743,12 @@ fn restore_by_exec(o: &Options, redis: &Redis, round: usize, exit: Exit) -> Stri
         Exit::Kill => drop(server),
     }
     restored
+}
+
+/// CPU seconds all the machine's cores have in `d`.
+fn all_cores(d: Duration) -> f64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores as f64 * d.as_secs_f64()
 }
 
 /// The argument that makes this process one pass of [`first_touch`].

@@ -76,13 +76,12 @@ pub(super) struct Writer {
     seen_generation: u64,
     /// The last log entry written ("0-0" before any).
     last_log_id: String,
-    backoff: Duration,
-    next_attempt: Instant,
+    /// When to try connecting again.
+    reconnect: Backoff,
     /// A failed background snapshot is retried on a backoff of its own: its failure (its own
     /// connection refused, Redis out of memory) says nothing about the writer's connection,
     /// which goes on writing the log.
-    snapshot_backoff: Duration,
-    next_snapshot_attempt: Instant,
+    snapshot_retry: Backoff,
     last_snapshot: Instant,
     snapshot_due: bool,
     /// Redis may have lost acknowledged writes (it restarted): a snapshot must make it whole
@@ -124,9 +123,8 @@ impl Writer {
         restored: super::Recovered,
     ) -> Writer {
         Writer {
-            backoff: cfg.reconnect_min,
-            snapshot_backoff: cfg.reconnect_min,
-            next_snapshot_attempt: Instant::now(),
+            reconnect: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
+            snapshot_retry: Backoff::new(cfg.reconnect_min, cfg.reconnect_max),
             cfg,
             rx,
             graph,
@@ -143,7 +141,6 @@ impl Writer {
             superseded,
             seen_generation: 0,
             last_log_id: restored.log_id,
-            next_attempt: Instant::now(),
             last_snapshot: Instant::now(),
             snapshot_due: false,
             repair_due: false,
@@ -342,7 +339,7 @@ impl Writer {
             self.snapshot().map(|_| ())
         } else if (self.snapshot_due || self.repair_due || periodic)
             && self.running.is_none()
-            && Instant::now() >= self.next_snapshot_attempt
+            && self.snapshot_retry.due()
         {
             self.flush().and_then(|()| self.start_snapshot())
         } else if self.pending.is_empty() {
@@ -363,7 +360,7 @@ impl Writer {
         if self.store.is_some() {
             return Ok(());
         }
-        if Instant::now() < self.next_attempt {
+        if !self.reconnect.due() {
             return Err(StoreError::Foreign("waiting to reconnect".into()));
         }
         match connect(&self.cfg.redis) {
@@ -389,7 +386,7 @@ impl Writer {
                 self.redis_run = run;
                 self.store = Some(store);
                 self.shared.stats.connected.store(true, Ordering::Relaxed);
-                self.backoff = self.cfg.reconnect_min;
+                self.reconnect.succeeded();
                 Ok(())
             }
             Err(e) => {
@@ -408,8 +405,7 @@ impl Writer {
         }
         self.error(e);
         self.store = None;
-        self.next_attempt = Instant::now() + jittered(self.backoff);
-        self.backoff = (self.backoff * 2).min(self.cfg.reconnect_max);
+        self.reconnect.failed();
     }
 
     /// Counts `e` and keeps it as the last error (`/metrics`, `/health`).
@@ -557,13 +553,11 @@ impl Writer {
                 self.snapshot_written(written, running.started, running.log_bytes);
             }
             Err(e) => {
-                let retry = jittered(self.snapshot_backoff);
+                let retry = self.snapshot_retry.failed();
                 tracing::warn!(error = %e, retry_in = ?retry, "persistence: background snapshot failed; the log goes on, the previous snapshot stays current");
                 self.error(&e);
                 self.snapshot_due = true;
                 self.repair_due |= running.repair;
-                self.next_snapshot_attempt = Instant::now() + retry;
-                self.snapshot_backoff = (self.snapshot_backoff * 2).min(self.cfg.reconnect_max);
             }
         }
     }
@@ -596,7 +590,7 @@ impl Writer {
             "persistence: snapshot written"
         );
         self.last_snapshot = Instant::now();
-        self.snapshot_backoff = self.cfg.reconnect_min;
+        self.snapshot_retry.succeeded();
         self.log_bytes_since_snapshot = self.log_bytes_since_snapshot.saturating_sub(log_bytes);
         self.last_snapshot_bytes = bytes;
         report
@@ -658,9 +652,43 @@ impl Writer {
 /// held last never stalls it.
 pub(super) const GIVE_BACK_CHUNK: usize = 1024;
 
-/// `d` with jitter (0.5 to 1.5 times), so that many servers retrying one Redis spread out.
-fn jittered(d: Duration) -> Duration {
-    d.mul_f64(rand::rng().random_range(0.5..1.5))
+/// Capped exponential backoff with jitter (0.5 to 1.5 times the delay, so that many servers
+/// retrying one Redis spread out).
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    delay: Duration,
+    next: Instant,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Backoff {
+        Backoff {
+            min,
+            max,
+            delay: min,
+            next: Instant::now(),
+        }
+    }
+
+    /// Whether the next attempt may be made.
+    fn due(&self) -> bool {
+        Instant::now() >= self.next
+    }
+
+    /// An attempt failed: the next one waits the delay (with jitter), which then doubles up to
+    /// the cap. Returns the wait.
+    fn failed(&mut self) -> Duration {
+        let wait = self.delay.mul_f64(rand::rng().random_range(0.5..1.5));
+        self.next = Instant::now() + wait;
+        self.delay = (self.delay * 2).min(self.max);
+        wait
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest delay again.
+    fn succeeded(&mut self) {
+        self.delay = self.min;
+    }
 }
 
 /// Keeps `version` in `last` if this was its last reference (to be freed by the graph's
