@@ -10,6 +10,7 @@ use super::DemoEvent;
 use super::build::template_hash;
 use super::plan::{Meta, Plan, Pod, PodState, ReplicaSet, Run, SvcKind, Workload};
 use super::render::{OWN_CLAIM, Part, Ref, render};
+use super::render_app::AppView;
 use super::util::suffix;
 
 /// Old ReplicaSets kept besides the current one (the generator's, not Kubernetes', history).
@@ -134,8 +135,14 @@ impl Events<'_> {
     }
 }
 
-/// The Delete event for `r`, rendered from the plan as it is now (before it is removed).
+/// The Delete event for `r`, from the plan as it is now (before it is removed): without rendering
+/// it where [`AppView::deletion`] knows the part.
 fn deletion(plan: &Plan, r: Ref) -> DemoEvent {
+    if let Ref::App(n, a, part) = r
+        && let Some(event) = AppView::new(plan, n, a).deletion(part)
+    {
+        return event;
+    }
     let v = render(plan, r);
     let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
     DemoEvent::Delete {

@@ -639,3 +639,41 @@ fn steps_replay_to_the_current_state() {
         }
     }
 }
+
+#[test]
+fn deletions_name_what_render_writes() {
+    use super::render::Ref;
+    use super::render_app::AppView;
+    let c = cluster(2000, 7);
+    let mut checked = BTreeMap::new();
+    for (n, ns) in c.plan.namespaces.iter().enumerate() {
+        for (a, app) in ns.apps.iter().enumerate() {
+            let view = AppView::new(&c.plan, n as u32, a as u32);
+            for part in AppView::parts(app) {
+                let Some(DemoEvent::Delete {
+                    api_version,
+                    kind,
+                    namespace,
+                    name,
+                    uid,
+                }) = view.deletion(part)
+                else {
+                    continue;
+                };
+                let v = super::render::render(&c.plan, Ref::App(n as u32, a as u32, part));
+                assert_eq!(text(&v, "/apiVersion"), api_version, "{part:?}");
+                assert_eq!(text(&v, "/kind"), kind, "{part:?}");
+                assert_eq!(text(&v, "/metadata/namespace"), namespace, "{part:?}");
+                assert_eq!(text(&v, "/metadata/name"), name, "{part:?}");
+                assert_eq!(text(&v, "/metadata/uid"), uid, "{part:?}");
+                *checked.entry(kind).or_insert(0) += 1;
+            }
+        }
+    }
+    for kind in ["Pod", "ReplicaSet", "Job"] {
+        assert!(
+            checked.get(kind).is_some_and(|n| *n > 0),
+            "no {kind} checked: {checked:?}"
+        );
+    }
+}
