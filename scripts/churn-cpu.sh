@@ -11,19 +11,24 @@ bin=${1:?usage: churn-cpu.sh BINARY [OBJECTS] [RATE] [SECONDS]}
 objects=${2:-1000000}
 rate=${3:-20000}
 seconds=${4:-20}
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 log=$(mktemp)
-"$bin" serve --source "demo:$objects" --demo-churn "$rate" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+# Port 0: the kernel picks a free one, and the server logs the address it listens on.
+"$bin" serve --source "demo:$objects" --demo-churn "$rate" --listen 127.0.0.1:0 >"$log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -f "$log"' EXIT
-until [ "$(curl -s -o /dev/null -w '%{http_code}' "127.0.0.1:$port/readyz")" = 200 ]; do
+until addr=$(grep -o -m1 'listening on 127\.0\.0\.1:[0-9]*' "$log"); do
+  kill -0 "$pid" || { cat "$log"; exit 1; }
+  sleep 0.2
+done
+addr=${addr#listening on }
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "$addr/readyz")" = 200 ]; do
   kill -0 "$pid" || { cat "$log"; exit 1; }
   sleep 1
 done
 sleep 10
 threads() { for t in /proc/"$pid"/task/*; do echo "$(basename "$t") $(cut -d' ' -f2,14,15 "$t/stat" | tr -d '()')"; done | sort; }
 busy() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
-generation() { curl -s "127.0.0.1:$port/metrics" | awk '/^astrolabe_graph_generation /{print $2}'; }
+generation() { curl -s "$addr/metrics" | awk '/^astrolabe_graph_generation /{print $2}'; }
 t1=$(threads); b1=$(busy); g1=$(generation)
 sleep "$seconds"
 t2=$(threads); b2=$(busy); g2=$(generation)

@@ -222,6 +222,7 @@ fn churn(
     use std::time::Instant;
     let mut pace = Pace::new(per_second, Instant::now());
     let mut burst = Vec::new();
+    let send = |burst: &mut Vec<Change>| burst.drain(..).all(|c| tx.change(c));
     let mut collecting_since = Instant::now();
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         if burst.is_empty() {
@@ -241,10 +242,8 @@ fn churn(
         if !ahead && now.duration_since(collecting_since) < CHURN_BURST {
             continue;
         }
-        for c in burst.drain(..) {
-            if !tx.change(c) {
-                return Err(SourceError::WriterGone);
-            }
+        if !send(&mut burst) {
+            return Err(SourceError::WriterGone);
         }
         // Pace to the rate: wait until the next change is due, in short naps so that a stop is
         // noticed at once.
@@ -256,10 +255,8 @@ fn churn(
         }
     }
     // What was collected is the cluster's state as of now: sent, not dropped, at a stop too.
-    for c in burst {
-        if !tx.change(c) {
-            return Err(SourceError::WriterGone);
-        }
+    if !send(&mut burst) {
+        return Err(SourceError::WriterGone);
     }
     Ok(())
 }

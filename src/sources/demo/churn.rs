@@ -135,23 +135,12 @@ impl Events<'_> {
     }
 }
 
-/// The Delete event for `r`, from the plan as it is now (before it is removed): without rendering
-/// it where [`AppView::deletion`] knows the part.
-fn deletion(plan: &Plan, r: Ref) -> DemoEvent {
-    if let Ref::App(n, a, part) = r
-        && let Some(event) = AppView::new(plan, n, a).deletion(part)
-    {
-        return event;
-    }
-    let v = render(plan, r);
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
-    DemoEvent::Delete {
-        api_version: text(&v["apiVersion"]),
-        kind: text(&v["kind"]),
-        namespace: text(&v["metadata"]["namespace"]),
-        name: text(&v["metadata"]["name"]),
-        uid: text(&v["metadata"]["uid"]),
-    }
+/// The Delete event for `part` of app `a` of namespace `n`, from the plan as it is now (before it
+/// is removed).
+fn deletion(plan: &Plan, n: u32, a: u32, part: Part) -> DemoEvent {
+    AppView::new(plan, n, a)
+        .deletion(part)
+        .expect("churn deletes only Pods, ReplicaSets and Jobs")
 }
 
 fn meta_mut(plan: &mut Plan, r: Ref) -> &mut Meta {
@@ -341,8 +330,7 @@ fn scale(ev: &mut Events, churn: &mut Churn) -> bool {
     );
     let prefix = format!("{name}-{}", current.hash);
     let taken: Vec<String> = current.pods.iter().map(|p| p.name.clone()).collect();
-    let removed =
-        (!up && last_pod > 0).then(|| deletion(plan, Ref::App(n, a, Part::RsPod(r, last_pod - 1))));
+    let removed = (!up && last_pod > 0).then(|| deletion(plan, n, a, Part::RsPod(r, last_pod - 1)));
     let new_pod = up.then(|| new_pod(plan, churn, &prefix, &taken));
     let Workload::Deployment(d) = &mut plan.namespaces[n as usize].apps[a as usize].workload else {
         unreachable!("picked a Deployment")
@@ -391,10 +379,9 @@ fn rollout(ev: &mut Events, churn: &mut Churn) -> bool {
     let (name, has_service, has_pdb) = (app.name.clone(), app.service.is_some(), app.pdb.is_some());
     let prev = (d.sets.len() - 1) as u32;
     let old_pods: Vec<DemoEvent> = (0..d.sets[prev as usize].pods.len() as u32)
-        .map(|p| deletion(plan, Ref::App(n, a, Part::RsPod(prev, p))))
+        .map(|p| deletion(plan, n, a, Part::RsPod(prev, p)))
         .collect();
-    let pruned =
-        (d.sets.len() > OLD_REVISIONS).then(|| deletion(plan, Ref::App(n, a, Part::ReplicaSet(0))));
+    let pruned = (d.sets.len() > OLD_REVISIONS).then(|| deletion(plan, n, a, Part::ReplicaSet(0)));
     let (replicas, revision, version) = {
         let last = d.sets.last().expect("current ReplicaSet");
         (d.replicas, last.revision + 1, last.version + 1)
@@ -457,7 +444,7 @@ fn recreate(ev: &mut Events, churn: &mut Churn) -> bool {
     };
     let i = churn.rng.random_range(0..s.pods.len()) as u32;
     let has_service = app.service.is_some();
-    let gone = deletion(plan, Ref::App(n, a, Part::Pod(i)));
+    let gone = deletion(plan, n, a, Part::Pod(i));
     let meta = plan.fresh();
     let serial = plan.next_serial();
     let node = churn.node(plan.nodes.len());
@@ -498,8 +485,8 @@ fn cron_run(ev: &mut Events, churn: &mut Churn) -> bool {
     let job = format!("{}-{minute}", app.name);
     let pruned = (c.runs.len() >= JOB_HISTORY).then(|| {
         (
-            deletion(plan, Ref::App(n, a, Part::JobPod(0))),
-            deletion(plan, Ref::App(n, a, Part::Job(0))),
+            deletion(plan, n, a, Part::JobPod(0)),
+            deletion(plan, n, a, Part::Job(0)),
         )
     });
     let meta = plan.fresh();
