@@ -67,12 +67,14 @@ fn release_name(s: &str) -> Result<String, ApiError> {
     responses((status = 200, description = "Namespaces holding objects, sorted", body = Vec<String>)))]
 pub(super) async fn namespaces(State(st): State<AppState>) -> V1Result {
     let g = st.graph().read();
-    let names: Vec<&str> = g
+    let names: Vec<Atom> = g
         .namespace_counts()
         .into_iter()
-        .map(|(ns, _)| ns.as_str())
+        .map(|(ns, _)| ns.clone())
         .filter(|ns| !ns.is_empty())
         .collect();
+    // Serialised after the read lock is let go (see v2's `namespaces`).
+    drop(g);
     Ok(json_ok(&names))
 }
 

@@ -99,7 +99,7 @@ pub struct Subgraph {
 impl Graph {
     /// Namespaces holding at least one object, sorted ("" for the cluster scope comes first).
     pub fn namespaces(&self) -> impl Iterator<Item = &Atom> {
-        self.ns_order.iter()
+        self.ns_order.keys()
     }
 
     /// Number of objects per kind (synthetic releases included), in kind order.
@@ -112,16 +112,8 @@ impl Graph {
     pub fn namespace_counts(&self) -> Vec<(&Atom, usize)> {
         self.ns_order
             .iter()
-            .filter_map(|ns| {
-                let count: usize = self
-                    .by_ns
-                    .get(ns)?
-                    .iter()
-                    .filter(|(k, _)| **k != Kind::HelmRelease)
-                    .map(|(_, b)| b.len())
-                    .sum();
-                (count > 0).then_some((ns, count))
-            })
+            .filter(|(_, count)| **count > 0)
+            .map(|(ns, count)| (ns, *count))
             .collect()
     }
 
@@ -153,8 +145,12 @@ impl Graph {
     ) -> impl Iterator<Item = NodeIndex> + 'a {
         let mut namespaces: Vec<&Atom> = if filter.namespaces.is_empty() {
             match after {
-                Some(k) => self.ns_order.range(k.namespace.clone()..).collect(),
-                None => self.ns_order.iter().collect(),
+                Some(k) => self
+                    .ns_order
+                    .range(k.namespace.clone()..)
+                    .map(|(ns, _)| ns)
+                    .collect(),
+                None => self.ns_order.keys().collect(),
             }
         } else {
             filter.namespaces.iter().collect()

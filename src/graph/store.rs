@@ -8,7 +8,7 @@
 //! pointed at it back into that index. Together these make the graph a function of the set of
 //! objects, whatever the order they arrived in (the property test in `tests/` checks exactly that).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -126,7 +126,10 @@ pub struct Graph {
     uids: HashTable<NodeIndex>,
     /// namespace → kind → name → node: identity lookups and every ordered listing.
     pub(super) by_ns: HashMap<Atom, BTreeMap<Kind, Bucket>, FxBuildHasher>,
-    pub(super) ns_order: BTreeSet<Atom>,
+    /// The namespaces of `by_ns`, in order, each with its number of objects other than
+    /// synthetic releases (what `/api/v2/namespaces` reports: kept here, it is one pass over
+    /// the namespaces instead of one over every kind of each).
+    pub(super) ns_order: BTreeMap<Atom, usize>,
     pub(super) kind_counts: BTreeMap<Kind, usize>,
     pub(super) labels: LabelIndex,
     selectors: SelectorIndex,
@@ -158,7 +161,7 @@ impl Graph {
             hasher: FxBuildHasher,
             uids: HashTable::new(),
             by_ns: HashMap::default(),
-            ns_order: BTreeSet::new(),
+            ns_order: BTreeMap::new(),
             kind_counts: BTreeMap::new(),
             labels: LabelIndex::default(),
             selectors: SelectorIndex::default(),
@@ -311,7 +314,7 @@ impl Graph {
         }
         let namespaces: Vec<Atom> = match &scope.namespace {
             Some(ns) => vec![ns.clone()],
-            None => self.ns_order.iter().cloned().collect(),
+            None => self.ns_order.keys().cloned().collect(),
         };
         let mut deletes = Vec::new();
         for ns in &namespaces {
@@ -552,13 +555,18 @@ impl Graph {
         self.uids
             .insert_unique(h, n, |&ix| hasher.hash_one(&g[ix].uid));
         let kinds = self.by_ns.entry(obj.namespace.clone()).or_insert_with(|| {
-            self.ns_order.insert(obj.namespace.clone());
+            self.ns_order.insert(obj.namespace.clone(), 0);
             BTreeMap::new()
         });
-        kinds
-            .entry(obj.kind.clone())
-            .or_default()
-            .insert(obj.name.clone(), n);
+        let names = kinds.entry(obj.kind.clone()).or_default();
+        let before = names.len();
+        names.insert(obj.name.clone(), n);
+        let added = names.len() - before;
+        if obj.kind != Kind::HelmRelease
+            && let Some(count) = self.ns_order.get_mut(&obj.namespace)
+        {
+            *count += added;
+        }
         *self.kind_counts.entry(obj.kind.clone()).or_default() += 1;
     }
 
@@ -570,9 +578,16 @@ impl Graph {
         }
         if let Some(kinds) = self.by_ns.get_mut(&obj.namespace) {
             if let Some(names) = kinds.get_mut(&obj.kind) {
+                let before = names.len();
                 names.remove(obj.name.as_str());
+                let removed = before - names.len();
                 if names.is_empty() {
                     kinds.remove(&obj.kind);
+                }
+                if obj.kind != Kind::HelmRelease
+                    && let Some(count) = self.ns_order.get_mut(&obj.namespace)
+                {
+                    *count -= removed;
                 }
             }
             if kinds.is_empty() {
@@ -1014,6 +1029,19 @@ impl Graph {
             .sum();
         if indexed != self.g.node_count() || self.uids.len() != self.g.node_count() {
             return Err("identity indexes hold stale entries".into());
+        }
+        let mut counted: BTreeMap<&Atom, usize> = self.by_ns.keys().map(|ns| (ns, 0)).collect();
+        for n in self.g.node_indices() {
+            let o = &self.g[n];
+            if o.kind != Kind::HelmRelease {
+                *counted.entry(&o.namespace).or_default() += 1;
+            }
+        }
+        if !counted
+            .into_iter()
+            .eq(self.ns_order.iter().map(|(ns, c)| (ns, *c)))
+        {
+            return Err("namespace counts differ from the objects".into());
         }
         for (key, ws) in &self.unresolved {
             if self
