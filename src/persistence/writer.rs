@@ -895,7 +895,7 @@ fn nap(taken: u32, since: Duration, slept: Duration, room: usize, left: Duration
     let wanted = if taken == 0 {
         slept * 2
     } else {
-        // `since` is never zero here in practice; the ceiling keeps the division finite.
+        // `since` is never zero here in practice; the floor keeps the division finite.
         let rate = f64::from(taken) / since.as_secs_f64().max(1e-9);
         Duration::from_secs_f64((room as f64 / rate).min(left.as_secs_f64()))
     };
