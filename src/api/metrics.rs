@@ -368,7 +368,7 @@ impl Collector for PersistCollector {
             &mut encoder,
             gauges.map(|(n, h, v)| (n, h, ConstGauge::new(v))),
         )?;
-        let counters: [(&str, &str, u64); 7] = [
+        let counters: [(&str, &str, u64); 8] = [
             (
                 "astrolabe_persistence_batches",
                 "Log entries written",
@@ -388,6 +388,12 @@ impl Collector for PersistCollector {
                 "astrolabe_persistence_snapshots",
                 "Snapshots written",
                 st.snapshots.load(Ordering::Relaxed),
+            ),
+            (
+                "astrolabe_persistence_snapshots_hurried",
+                "Background snapshots that stopped waiting for idle cores (the log outgrew half \
+                 its limit meanwhile, or something waited for them)",
+                st.snapshots_hurried.load(Ordering::Relaxed),
             ),
             (
                 "astrolabe_persistence_reconnects",

@@ -137,6 +137,9 @@ pub struct PersistStats {
     pub last_snapshot_micros: AtomicU64,
     /// Whether a snapshot is being written in the background while the log goes on.
     pub snapshot_running: AtomicBool,
+    /// Background snapshots that stopped waiting for idle cores (the log outgrew half its limit
+    /// while they ran, or something waited for them).
+    pub snapshots_hurried: AtomicU64,
     /// The graph generation Redis has acknowledged.
     pub acked_generation: AtomicU64,
     /// Changes that found the channel full (their objects were marked dirty).

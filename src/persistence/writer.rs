@@ -7,7 +7,8 @@
 //! When the channel is full, the change's uid goes into the shared dirty set instead, and the
 //! graph's writer sends the object's current state once the channel has room again
 //! (`PersistSink::resend_dirty`), still in order. This thread never reads the graph: it shares no
-//! lock of ours with ingest or the queries. It runs at the process's own priority (see `run`).
+//! lock of ours with ingest or the queries. It runs at the process's own priority (see `run`);
+//! a background snapshot encodes in the idle scheduling class (see [`Pace::Background`]).
 //!
 //! Batches. Everything pending is written as one log entry (one XADD: atomic), so every state the
 //! log acknowledges is the graph's state at some generation. Pending changes are coalesced per uid
@@ -20,7 +21,7 @@
 //! their own while this one goes on writing the log (see [`Running`]).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -111,6 +112,25 @@ struct Running {
     log_bytes: u64,
     /// Whether it repairs a Redis that may have lost writes.
     repair: bool,
+    /// Set once it must stop waiting for idle cores (see [`Pace::Background`]).
+    hurry: Arc<AtomicBool>,
+}
+
+impl Running {
+    /// Tells the snapshot to encode at the process's priority from its next round trip on.
+    fn hurry(&self, shared: &Shared, why: &str) {
+        if self.thread.is_finished() || self.hurry.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        shared
+            .stats
+            .snapshots_hurried
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            seconds = self.started.elapsed().as_secs_f64(),
+            "persistence: the background snapshot no longer waits for idle cores: {why}"
+        );
+    }
 }
 
 impl Writer {
@@ -329,9 +349,14 @@ impl Writer {
         // Besides the schedule, a snapshot once the log outgrows twice the last snapshot: Redis
         // then holds about three images' worth, however fast the cluster changes, and recovery
         // replays about two images' worth of log at most (plus what is written while a
-        // background snapshot runs).
-        let log_full = self.log_bytes_since_snapshot
-            > (super::LOG_LIMIT_SNAPSHOTS * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
+        // background snapshot runs: at most half the limit before it hurries).
+        let limit = (super::LOG_LIMIT_SNAPSHOTS * self.last_snapshot_bytes).max(LOG_BYTES_MIN);
+        let log_full = self.log_bytes_since_snapshot > limit;
+        if let Some(r) = &self.running
+            && self.log_bytes_since_snapshot.saturating_sub(r.log_bytes) > limit / 2
+        {
+            r.hurry(&self.shared, "the log grew by half its limit meanwhile");
+        }
         let periodic =
             log_full || (!interval.is_zero() && self.last_snapshot.elapsed() >= interval);
         // A snapshot replaces the log entry only when it costs about as much: when a quarter of
@@ -505,14 +530,20 @@ impl Writer {
         let (graph_generation, log_id) = (self.seen_generation, self.last_log_id.clone());
         let redis = self.cfg.redis.clone();
         let superseded = self.superseded.clone();
-        let how = How {
-            pace: Pace::Background,
-            chunk_objects: self.cfg.snapshot_chunk_objects,
-            switch_delay: self.cfg.snapshot_switch_delay,
-        };
+        let (chunk_objects, switch_delay) = (
+            self.cfg.snapshot_chunk_objects,
+            self.cfg.snapshot_switch_delay,
+        );
+        let hurry = Arc::new(AtomicBool::new(false));
+        let flag = hurry.clone();
         let thread = std::thread::Builder::new()
             .name("astrolabe-snapshot".into())
             .spawn(move || {
+                let how = How {
+                    pace: Pace::Background(&flag),
+                    chunk_objects,
+                    switch_delay,
+                };
                 let written = connect(&redis).and_then(|mut store| {
                     write_image(&mut store, &image, graph_generation, log_id, how)
                 });
@@ -531,6 +562,7 @@ impl Writer {
             started: Instant::now(),
             log_bytes: self.log_bytes_since_snapshot,
             repair: self.repair_due,
+            hurry,
         });
         self.snapshot_due = false;
         self.repair_due = false;
@@ -548,6 +580,7 @@ impl Writer {
         let Some(running) = self.running.take() else {
             return;
         };
+        running.hurry(&self.shared, "something waits for it");
         let result = running.thread.join().expect("the snapshot thread panicked");
         self.shared
             .stats
@@ -747,8 +780,8 @@ fn image(
 }
 
 /// How a snapshot uses the machine.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Pace {
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Pace<'a> {
     /// As fast as the cores and Redis allow: something waits for it (shutdown, a repair, an
     /// import).
     Full,
@@ -757,13 +790,25 @@ pub(super) enum Pace {
     /// time, in short bursts: a snapshot that encoded on every core and sent Redis 119 MB at
     /// once (a million objects) measurably held up the queries it ran beside, through memory
     /// bandwidth and Redis's share of the same cores, though its threads yield the CPU at once.
-    Background,
+    ///
+    /// The encoding (and the grouping by namespace before it) runs in Linux's idle scheduling
+    /// class, on threads of its own, until the flag is set: a core that runs only idle-class
+    /// work counts as idle when a thread wakes, so a waking query is placed there and runs at
+    /// once (the likely reason it helps; not traced). At the process's own priority, or at nice 19 (which the scheduler does not count
+    /// as idle), a query's p99 in the windows a snapshot of a million objects ran in was about
+    /// 1.5 times that of the other windows (BENCHMARKS.md, (b)). On a saturated machine the idle
+    /// class gets almost nothing, so the writer sets the flag when the log grows by half its
+    /// limit meanwhile, and when something waits for the snapshot; from the next round trip on,
+    /// it encodes on its own thread, at the process's priority, still paced (without the pause,
+    /// a saturated machine wrote more snapshots, not more changes). A thread cannot leave the
+    /// idle class without a privilege: hence a thread per round trip.
+    Background(&'a AtomicBool),
 }
 
 /// How a snapshot generation is written.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct How {
-    pub(super) pace: Pace,
+pub(super) struct How<'a> {
+    pub(super) pace: Pace<'a>,
     /// Objects per chunk.
     pub(super) chunk_objects: usize,
     /// How long to wait between writing the generation and switching to it: fault injection for
@@ -771,9 +816,9 @@ pub(super) struct How {
     pub(super) switch_delay: Duration,
 }
 
-impl How {
+impl How<'_> {
     /// At full speed, in chunks of [`CHUNK_OBJECTS`], switched at once.
-    pub(super) const FULL: How = How {
+    pub(super) const FULL: How<'static> = How {
         pace: Pace::Full,
         chunk_objects: CHUNK_OBJECTS,
         switch_delay: Duration::ZERO,
@@ -789,7 +834,7 @@ fn write_image(
     log_id: String,
     how: How,
 ) -> Result<(u64, u64, u64), StoreError> {
-    let objects = grouped_by_namespace(image.iter());
+    let objects = in_idle_time(how.pace, || grouped_by_namespace(image.iter()));
     write_generation(store, &objects, graph_generation, log_id, how)
 }
 
@@ -815,10 +860,12 @@ pub(super) fn write_generation(
             Pace::Full => {
                 parallel_map(parts.iter(), |part| format::encode(&format::Yielding(part)))
             }
-            Pace::Background => parts
-                .iter()
-                .map(|part| format::encode(&format::Yielding(part)))
-                .collect(),
+            Pace::Background(_) => in_idle_time(how.pace, || {
+                parts
+                    .iter()
+                    .map(|part| format::encode(&format::Yielding(part)))
+                    .collect()
+            }),
         };
         let mut bodies = Vec::with_capacity(parts.len());
         for ((body, crc32), part) in encoded.into_iter().zip(&parts) {
@@ -832,7 +879,7 @@ pub(super) fn write_generation(
         bytes += store.write_chunks(generation, trip * per_trip, &bodies)?;
         // Freed before the pause, not after it.
         drop(bodies);
-        if how.pace == Pace::Background {
+        if matches!(how.pace, Pace::Background(_)) {
             std::thread::sleep(started.elapsed());
         }
     }
@@ -850,6 +897,55 @@ pub(super) fn write_generation(
     store.switch(generation, &manifest.log_id)?;
     store.remove_other_generations(generation)?;
     Ok((generation, manifest.objects, bytes))
+}
+
+/// Whether a snapshot at this pace still waits for idle cores (see [`Pace::Background`]).
+fn idle(pace: Pace) -> bool {
+    matches!(pace, Pace::Background(hurry) if !hurry.load(Ordering::Relaxed))
+}
+
+/// `f`, on a thread of its own in the idle scheduling class while `pace` waits for idle cores
+/// (see [`Pace::Background`]), else on this thread. Also on this thread if no thread can be
+/// started.
+fn in_idle_time<R: Send>(pace: Pace, f: impl FnOnce() -> R + Send) -> R {
+    if !idle(pace) {
+        return f();
+    }
+    let mut f = Some(f);
+    let done = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("astrolabe-snap-idle".into())
+            .spawn_scoped(s, || {
+                idle_class();
+                f.take().map(|f| f())
+            })
+            .ok()
+            .map(|t| t.join().expect("a snapshot encoding thread panicked"))
+    });
+    match (done.flatten(), f) {
+        (Some(r), _) => r,
+        (None, Some(f)) => f(),
+        (None, None) => unreachable!("the thread ran `f` and returned its result"),
+    }
+}
+
+/// Puts the calling thread in Linux's idle scheduling class (nothing elsewhere: it then runs
+/// at the process's priority).
+fn idle_class() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::unix::{
+            NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+            thread_native_id,
+        };
+        if let Err(e) = set_thread_priority_and_policy(
+            thread_native_id(),
+            thread_priority::ThreadPriority::Min,
+            ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ) {
+            tracing::debug!(error = ?e, "no idle scheduling class for a snapshot thread");
+        }
+    }
 }
 
 /// The objects grouped by namespace (in order of first appearance, otherwise as given). A graph
@@ -1022,5 +1118,51 @@ mod nap_tests {
         let left = Duration::from_micros(300);
         assert_eq!(nap(0, MS, Duration::ZERO, 10_000, left), left);
         assert_eq!(nap(1, MS * 10, MS, 10_000, left), left);
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::{Pace, in_idle_time};
+
+    /// The scheduling policy (`/proc/thread-self/stat`, field 41) and id of the calling thread.
+    fn policy_and_thread() -> (u32, String) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("procfs");
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let rest = &stat[stat.rfind(')').expect("a command name") + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        // Field 3 is the first after the name; the policy is field 41.
+        let policy = fields[41 - 3].parse().expect("a policy number");
+        let tid = std::fs::read_link("/proc/thread-self")
+            .expect("procfs")
+            .to_string_lossy()
+            .into_owned();
+        (policy, tid)
+    }
+
+    const SCHED_IDLE: u32 = 5;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_work_runs_in_the_idle_class_until_it_hurries() {
+        let (own_policy, own_thread) = policy_and_thread();
+        assert_ne!(own_policy, SCHED_IDLE);
+        let hurry = AtomicBool::new(false);
+        let (policy, thread) = in_idle_time(Pace::Background(&hurry), policy_and_thread);
+        assert_eq!(policy, SCHED_IDLE);
+        assert_ne!(thread, own_thread);
+        // This thread is not moved: only the thread made for the work was.
+        assert_eq!(policy_and_thread().0, own_policy);
+        hurry.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(
+            in_idle_time(Pace::Background(&hurry), policy_and_thread),
+            (own_policy, own_thread.clone())
+        );
+        assert_eq!(
+            in_idle_time(Pace::Full, policy_and_thread),
+            (own_policy, own_thread)
+        );
     }
 }
